@@ -1,0 +1,1 @@
+"""Detectors: secrets in content and config, and hardening checks."""

@@ -1,0 +1,1 @@
+"""Finding construction: redaction, digests, fingerprints, baselines."""

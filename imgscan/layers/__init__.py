@@ -1,0 +1,1 @@
+"""Layer streaming: tar walker, overlay state, bounded content reads."""

@@ -1,0 +1,1 @@
+"""Report writers: each renders a ScanResult to a text stream."""

@@ -1,0 +1,369 @@
+"""The pipeline driver: source -> layers -> events + content detectors -> findings.
+
+Each layer is scanned on its own into a ``LayerResult`` (events, findings without
+exposure state, captured files). ``assemble`` then applies the overlay across all
+layers, runs image-level analyzers, fills in exposure state and attribution,
+dedupes and sorts. Layer results are independent of the image they sit in, which
+is what lets them be cached by diff_id and scanned in parallel.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from imgscan import __version__
+from imgscan.detect.base import ContentDetector, FileContext, ImageAnalyzer, ImageContext
+from imgscan.detect.engine import ContentScanner, EngineOptions
+from imgscan.detect.pem import PemKeyDetector
+from imgscan.layers import capture
+from imgscan.layers.overlay import Overlay, build_overlay
+from imgscan.layers.walker import LayerWalker, WalkLimits
+from imgscan.model import (
+    Category,
+    EntryKind,
+    FileEvent,
+    Finding,
+    ImageInfo,
+    ScanResult,
+    Status,
+    Unscanned,
+)
+from imgscan.sources.base import Image, LayerBlob, SourceOptions
+from imgscan.sources.resolve import resolve
+
+ProgressFn = Callable[[int, int, int], None]  # (layer index, layers total, bytes read in layer)
+
+
+@dataclass(frozen=True, slots=True)
+class ScanOptions:
+    """Everything that shapes a scan, passed explicitly (no globals)."""
+
+    source: SourceOptions = field(default_factory=SourceOptions)
+    limits: WalkLimits = field(default_factory=WalkLimits)
+    source_kind: str | None = None
+    show_secrets: bool = False
+    rule_dirs: tuple[str, ...] = ()
+    disabled_rules: tuple[str, ...] = ()
+    include_package_files: bool = False  # --all: keep package-owned findings at their severity
+    secrets: bool = True  # run content/config secret detectors
+    hardening: bool = True  # run hardening analyzers
+    registry: Mapping[str, Any] = field(default_factory=dict)  # credentials/TLS for registries
+
+
+@dataclass(frozen=True, slots=True)
+class LayerResult:
+    """What one layer holds, independent of the image: cacheable by diff_id."""
+
+    index: int
+    events: tuple[FileEvent, ...]
+    findings: tuple[Finding, ...]
+    unscanned: tuple[Unscanned, ...]
+    files: Mapping[str, bytes]
+    hashes: Mapping[str, tuple[str, str]]  # path -> (md5, sha256) of files with findings
+    compressed_bytes: int = 0
+    uncompressed_bytes: int = 0
+    compression: str = "none"
+    seconds: float = 0.0
+
+    def rebind(self, index: int) -> LayerResult:
+        """The same result placed at another layer index (for cache reuse)."""
+        if index == self.index:
+            return self
+        return dataclasses.replace(
+            self,
+            index=index,
+            events=tuple(dataclasses.replace(e, layer=index) for e in self.events),
+            findings=tuple(dataclasses.replace(f, layer=index) for f in self.findings),
+            unscanned=tuple(dataclasses.replace(u, layer=index) for u in self.unscanned),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Detectors:
+    """The detectors of one scan, built once from the options."""
+
+    content: tuple[ContentDetector, ...]
+    analyzers: tuple[ImageAnalyzer, ...]
+    scanner: ContentScanner
+    ruleset_hash: str = ""
+
+
+def build_detectors(options: ScanOptions) -> Detectors:
+    """Instantiate the content detectors and image analyzers the options ask for."""
+    content: list[ContentDetector] = []
+    analyzers: list[ImageAnalyzer] = []
+    if options.secrets:
+        content.append(PemKeyDetector())
+    engine_opts = EngineOptions(
+        chunk_size=options.limits.chunk_size,
+        overlap=options.limits.overlap,
+        max_file_bytes=options.limits.max_file_bytes,
+        show_secrets=options.show_secrets,
+    )
+    scanner = ContentScanner(content, engine_opts)
+    return Detectors(tuple(content), tuple(analyzers), scanner, "")
+
+
+def scan_layer(
+    blob: LayerBlob,
+    detectors: Detectors | None,
+    limits: WalkLimits,
+    progress: ProgressFn | None = None,
+    total_layers: int = 0,
+) -> LayerResult:
+    """Walk one layer blob once: record every entry, scan regular files, capture small ones."""
+    t0 = time.perf_counter()
+    walker = LayerWalker(blob, limits)
+    events: list[FileEvent] = []
+    findings: list[Finding] = []
+    unscanned: list[Unscanned] = []
+    files: dict[str, bytes] = {}
+    hashes: dict[str, tuple[str, str]] = {}
+    captured_total = 0
+    seen_bytes = 0
+    for entry in walker:
+        ev = entry.event
+        events.append(ev)
+        if ev.kind is not EntryKind.FILE or entry.reader is None:
+            continue
+        seen_bytes += ev.size
+        if progress is not None:
+            progress(blob.index, total_layers, seen_bytes)
+        want_capture = capture.wants(ev.path, ev.size)
+        if detectors is None or not detectors.content:
+            if want_capture:
+                data = entry.reader.read(ev.size)
+                if captured_total + len(data) <= capture.MAX_CAPTURE_TOTAL:
+                    files[ev.path] = data
+                    captured_total += len(data)
+            continue
+        ctx = FileContext(path=ev.path, layer=blob.index, size=ev.size, mode=ev.mode)
+        if want_capture:
+            data = entry.reader.read(ev.size)
+            if captured_total + len(data) <= capture.MAX_CAPTURE_TOTAL:
+                files[ev.path] = data
+                captured_total += len(data)
+            else:
+                unscanned.append(Unscanned(blob.index, ev.path,
+                                           "capture budget exhausted; not kept for analyzers"))
+            import io
+
+            res = detectors.scanner.scan_reader(ctx, io.BytesIO(data), len(data))
+        else:
+            res = detectors.scanner.scan_reader(ctx, entry.reader, ev.size)
+        findings.extend(res.findings)
+        unscanned.extend(res.unscanned)
+        if res.findings and res.md5 and res.sha256:
+            hashes[ev.path] = (res.md5, res.sha256)
+    unscanned.extend(walker.stats.unscanned)
+    return LayerResult(
+        index=blob.index,
+        events=tuple(events),
+        findings=tuple(findings),
+        unscanned=tuple(unscanned),
+        files=files,
+        hashes=hashes,
+        compressed_bytes=walker.stats.compressed_bytes,
+        uncompressed_bytes=walker.stats.uncompressed_bytes,
+        compression=walker.stats.compression,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def outer_path(path: str) -> str:
+    """For ``/a.zip!inner/x`` the layer path ``/a.zip``."""
+    return path.split("!", 1)[0]
+
+
+def _sort_key(f: Finding) -> tuple[Any, ...]:
+    return (
+        -f.severity.rank,
+        f.layer if f.layer is not None else -1,
+        f.path or "",
+        f.line or 0,
+        f.rule,
+        f.location or "",
+        f.fingerprint,
+    )
+
+
+def finalize(image: ImageInfo, findings: Iterable[Finding], overlay: Overlay) -> list[Finding]:
+    """Fill exposure state and layer attribution, drop exact duplicates, sort stably."""
+    out: dict[tuple[Any, ...], Finding] = {}
+    for f in findings:
+        updates: dict[str, Any] = {}
+        if f.layer is not None and 0 <= f.layer < len(image.layers):
+            info = image.layers[f.layer]
+            if f.layer_digest is None:
+                updates["layer_digest"] = info.digest or info.diff_id
+            if f.created_by is None:
+                updates["created_by"] = info.created_by
+        if f.path is not None and f.layer is not None and f.status is None:
+            st = overlay.state(outer_path(f.path), f.layer)
+            if st is not None:
+                updates["status"] = st.status
+                if st.status is not Status.PRESENT:
+                    updates["removed_in_layer"] = st.changed_in_layer
+        g = dataclasses.replace(f, **updates) if updates else f
+        key = (g.fingerprint, g.layer, g.path, g.line, g.location, g.rule)
+        out.setdefault(key, g)
+    return sorted(out.values(), key=_sort_key)
+
+
+def assemble(
+    info: ImageInfo,
+    layers: Sequence[LayerResult],
+    detectors: Detectors,
+    *,
+    reference: str = "",
+    started: float | None = None,
+) -> ScanResult:
+    """Combine per-layer results into the image's ScanResult."""
+    events = [e for lr in layers for e in lr.events]
+    overlay = build_overlay(events)
+    files = {(lr.index, p): data for lr in layers for p, data in lr.files.items()}
+    ctx = ImageContext(
+        image=info,
+        visible=overlay.final(),
+        events=tuple(events),
+        files=files,
+        states=overlay.states(),
+        reference=reference or info.reference,
+    )
+    findings: list[Finding] = [f for lr in layers for f in lr.findings]
+    unscanned: list[Unscanned] = [u for lr in layers for u in lr.unscanned]
+    for analyzer in detectors.analyzers:
+        try:
+            findings.extend(analyzer.analyze(ctx))
+        except Exception as exc:  # noqa: BLE001 - one analyzer's bug must not hide the rest
+            unscanned.append(Unscanned(None, f"analyzer:{getattr(analyzer, 'name', '?')}",
+                                       f"analyzer failed: {type(exc).__name__}: {exc}"))
+    final = finalize(info, findings, overlay)
+    hidden = overlay.hidden_bytes()
+    stats = {
+        "layers": len(layers),
+        "files": sum(1 for e in events if e.kind is EntryKind.FILE),
+        "compressed_bytes": sum(lr.compressed_bytes for lr in layers),
+        "uncompressed_bytes": sum(lr.uncompressed_bytes for lr in layers),
+        "hidden_bytes": sum(hidden.values()),
+        "seconds": round(time.perf_counter() - started, 3) if started else None,
+        "detectors": [getattr(d, "name", "?") for d in detectors.content],
+        "analyzers": [getattr(a, "name", "?") for a in detectors.analyzers],
+    }
+    unscanned.sort(key=lambda u: (u.layer if u.layer is not None else -1, u.path, u.reason))
+    return ScanResult(image=info, findings=tuple(final), unscanned=tuple(unscanned), stats=stats)
+
+
+def scan_opened(
+    image: Image,
+    options: ScanOptions,
+    progress: ProgressFn | None = None,
+    *,
+    reference: str = "",
+    detectors: Detectors | None = None,
+) -> ScanResult:
+    """Scan an already opened image."""
+    started = time.perf_counter()
+    det = detectors or build_detectors(options)
+    n = len(image.blobs)
+    results = [scan_layer(b, det, options.limits, progress, n) for b in image.blobs]
+    return assemble(image.info, results, det, reference=reference, started=started)
+
+
+def scan_image(
+    reference: str, options: ScanOptions | None = None, progress: ProgressFn | None = None
+) -> ScanResult:
+    """Resolve ``reference`` to a source, scan every layer and the config, return the result."""
+    opts = options or ScanOptions()
+    source = resolve(reference, opts.source, opts.source_kind, opts.registry or None)
+    with source.open() as image:
+        return scan_opened(image, opts, progress, reference=reference)
+
+
+@dataclass(frozen=True, slots=True)
+class LayerSummary:
+    """One row of ``imgscan layers``."""
+
+    index: int
+    digest: str | None
+    diff_id: str | None
+    size: int | None
+    uncompressed: int
+    added: int
+    modified: int
+    deleted: int
+    hidden_bytes: int
+    created_by: str | None
+    compression: str
+
+
+@dataclass(frozen=True, slots=True)
+class Forensics:
+    """The layer-by-layer forensic view of an image."""
+
+    image: ImageInfo
+    layers: tuple[LayerSummary, ...]
+    entries: tuple[tuple[FileEvent, Status | None, int | None], ...]
+    unscanned: tuple[Unscanned, ...]
+
+
+def layer_forensics(
+    reference: str, options: ScanOptions | None = None, progress: ProgressFn | None = None
+) -> Forensics:
+    """Walk every layer (no content detectors) and describe what each one did."""
+    opts = options or ScanOptions()
+    source = resolve(reference, opts.source, opts.source_kind, opts.registry or None)
+    with source.open() as image:
+        n = len(image.blobs)
+        results = [scan_layer(b, None, opts.limits, progress, n) for b in image.blobs]
+    info = image.info
+    events = [e for lr in results for e in lr.events]
+    overlay = build_overlay(events)
+    hidden = overlay.hidden_bytes()
+    rows = []
+    for lr in results:
+        li = info.layers[lr.index]
+        ch = overlay.changes.get(lr.index)
+        rows.append(
+            LayerSummary(
+                index=lr.index,
+                digest=li.digest,
+                diff_id=li.diff_id,
+                size=li.size,
+                uncompressed=lr.uncompressed_bytes,
+                added=ch.added if ch else 0,
+                modified=ch.modified if ch else 0,
+                deleted=ch.deleted if ch else 0,
+                hidden_bytes=hidden.get(lr.index, 0),
+                created_by=li.created_by,
+                compression=lr.compression,
+            )
+        )
+    entries = []
+    for e in events:
+        if e.kind in (EntryKind.WHITEOUT, EntryKind.OPAQUE):
+            entries.append((e, None, None))
+            continue
+        st = overlay.state(e.path, e.layer)
+        entries.append((e, st.status if st else None, st.changed_in_layer if st else None))
+    unscanned = tuple(u for lr in results for u in lr.unscanned)
+    return Forensics(info, tuple(rows), tuple(entries), unscanned)
+
+
+__all__ = [
+    "Category",
+    "Detectors",
+    "Forensics",
+    "LayerResult",
+    "ScanOptions",
+    "assemble",
+    "build_detectors",
+    "layer_forensics",
+    "scan_image",
+    "scan_layer",
+    "scan_opened",
+]

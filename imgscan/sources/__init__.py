@@ -1,0 +1,1 @@
+"""Image sources: docker-archive, OCI layout, local engine, registry."""

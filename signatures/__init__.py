@@ -1,0 +1,1 @@
+"""Rule data files (installed as imgscan.signatures)."""
