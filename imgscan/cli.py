@@ -111,6 +111,10 @@ def common_options(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option("--max-file-size", default=None, metavar="SIZE",
                      help="Content scanned per file; larger files are reported, e.g. 4G.")(f)
     f = click.option("--quiet", "-q", is_flag=True, help="No progress output on stderr.")(f)
+    f = click.option("--jobs", "-j", type=click.IntRange(0, 64), default=0,
+                     help="Worker processes for layers (0 = automatic).")(f)
+    f = click.option("--cache", "cache_path", default=None, envvar="IMGSCAN_CACHE",
+                     metavar="FILE", help="SQLite per-layer verdict cache (skips known layers).")(f)
     return f
 
 
@@ -120,6 +124,8 @@ def _scan_options(
     source_kind: str | None,
     max_layer_size: str | None,
     max_file_size: str | None,
+    jobs: int = 0,
+    cache_path: str | None = None,
     **extra: Any,
 ) -> Any:
     from imgscan.scan import ScanOptions
@@ -133,6 +139,8 @@ def _scan_options(
         source=SourceOptions(platform=platform, docker_host=docker_host),
         limits=limits,
         source_kind=source_kind,
+        jobs=jobs,
+        cache_path=cache_path,
         **extra,
     )
 
@@ -251,7 +259,7 @@ def layers(image: str, files: bool, fmt: str, output: str | None, quiet: bool,
             fx = layer_forensics(image, opts, progress)
         finally:
             progress.done()
-        with _out(output) as stream:
+        with _out(output) as stream, _pipe_safe():
             if fmt == "json":
                 json.dump(_forensics_dict(fx, files), stream, indent=2)
                 stream.write("\n")

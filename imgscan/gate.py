@@ -86,7 +86,9 @@ def parse_states(value: str | Iterable[str], what: str = "fail_on_state") -> fro
         try:
             out.add(Status(item))
         except ValueError:
-            raise ConfigError(f"{what}: unknown state {item!r} (choose from {names}, all)") from None
+            raise ConfigError(
+                f"{what}: unknown state {item!r} (choose from {names}, all)"
+            ) from None
     return frozenset(out)
 
 

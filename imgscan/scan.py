@@ -9,9 +9,17 @@ is what lets them be cached by diff_id and scanned in parallel.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import dataclasses
+import io
+import json
+import multiprocessing
+import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +60,8 @@ class ScanOptions:
     secrets: bool = True  # run content/config secret detectors
     hardening: bool = True  # run hardening analyzers
     registry: Mapping[str, Any] = field(default_factory=dict)  # credentials/TLS for registries
+    cache_path: str | None = None  # SQLite verdict cache; None disables caching
+    jobs: int = 0  # worker processes for layers; 0 = automatic, 1 = in-process
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,8 +160,6 @@ def scan_layer(
             else:
                 unscanned.append(Unscanned(blob.index, ev.path,
                                            "capture budget exhausted; not kept for analyzers"))
-            import io
-
             res = detectors.scanner.scan_reader(ctx, io.BytesIO(data), len(data))
         else:
             res = detectors.scanner.scan_reader(ctx, entry.reader, ev.size)
@@ -258,6 +266,68 @@ def assemble(
     return ScanResult(image=info, findings=tuple(final), unscanned=tuple(unscanned), stats=stats)
 
 
+def options_tag(options: ScanOptions) -> str:
+    """The option values that change a layer's result (part of the cache key)."""
+    lim = options.limits
+    return json.dumps(
+        [lim.max_layer_bytes, lim.max_file_bytes, lim.chunk_size, lim.overlap,
+         sorted(options.disabled_rules), sorted(options.rule_dirs), options.secrets],
+        separators=(",", ":"),
+    )
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(reopen: Any, options: ScanOptions) -> None:
+    stack = contextlib.ExitStack()
+    _WORKER["image"] = stack.enter_context(reopen.open())
+    _WORKER["detectors"] = build_detectors(options)
+    _WORKER["limits"] = options.limits
+    atexit.register(stack.close)
+
+
+def _worker_scan(index: int) -> LayerResult:
+    blob = _WORKER["image"].blobs[index]
+    return scan_layer(blob, _WORKER["detectors"], _WORKER["limits"])
+
+
+def _auto_jobs(options: ScanOptions, todo: Sequence[LayerBlob]) -> int:
+    if options.jobs:
+        return max(1, options.jobs)
+    big = [b for b in todo if (b.size or 0) >= 4 * 1024 * 1024]
+    if len(big) < 2:
+        return 1
+    return max(1, min(os.cpu_count() or 1, len(big)))
+
+
+def _scan_layers(
+    image: Image,
+    todo: Sequence[LayerBlob],
+    det: Detectors,
+    options: ScanOptions,
+    progress: ProgressFn | None,
+) -> Iterator[LayerResult]:
+    n = len(image.blobs)
+    jobs = _auto_jobs(options, todo)
+    if jobs <= 1 or image.reopen is None or len(todo) < 2:
+        for b in todo:
+            yield scan_layer(b, det, options.limits, progress, n)
+        return
+    ctx = multiprocessing.get_context("fork")
+    order = sorted(todo, key=lambda b: -(b.size or 0))  # biggest first balances the cores
+    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init,
+                             initargs=(image.reopen, options)) as pool:
+        futures = {pool.submit(_worker_scan, b.index): b for b in order}
+        done = 0
+        for fut in as_completed(futures):
+            b = futures[fut]
+            done += 1
+            if progress is not None:
+                progress(b.index, n, b.size or 0)
+            yield fut.result()
+
+
 def scan_opened(
     image: Image,
     options: ScanOptions,
@@ -266,12 +336,42 @@ def scan_opened(
     reference: str = "",
     detectors: Detectors | None = None,
 ) -> ScanResult:
-    """Scan an already opened image."""
+    """Scan an already opened image, reusing cached layer results where possible."""
     started = time.perf_counter()
     det = detectors or build_detectors(options)
-    n = len(image.blobs)
-    results = [scan_layer(b, det, options.limits, progress, n) for b in image.blobs]
-    return assemble(image.info, results, det, reference=reference, started=started)
+    cache = None
+    if options.cache_path and not options.show_secrets:
+        from imgscan.workflows.cache import SqliteCache
+
+        cache = SqliteCache(Path(options.cache_path))
+    tag = options_tag(options)
+    results: dict[int, LayerResult] = {}
+    keys: dict[int, tuple[str, str]] = {}
+    todo: list[LayerBlob] = []
+    for b in image.blobs:
+        layer_id = b.diff_id or b.digest
+        if cache is not None and layer_id:
+            from imgscan.workflows.cache import cache_key
+
+            key = cache_key(layer_id, det.ruleset_hash, tag)
+            keys[b.index] = (key, layer_id)
+            hit = cache.get(key, b.index)
+            if hit is not None:
+                results[b.index] = hit
+                continue
+        todo.append(b)
+    for lr in _scan_layers(image, todo, det, options, progress):
+        results[lr.index] = lr
+        if cache is not None and lr.index in keys:
+            key, layer_id = keys[lr.index]
+            cache.put(key, layer_id, lr)
+    ordered = [results[b.index] for b in image.blobs]
+    result = assemble(image.info, ordered, det, reference=reference, started=started)
+    extra = {"layers_scanned": len(todo), "cache_hits": cache.hits if cache else 0,
+             "cache_misses": cache.misses if cache else 0}
+    if cache is not None:
+        cache.close()
+    return dataclasses.replace(result, stats={**result.stats, **extra})
 
 
 def scan_image(

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
-import io
 import os
 import posixpath
 import shutil
@@ -397,11 +397,6 @@ def _open_store(store: _Store, options: SourceOptions, reference: str, tag: str 
     )
 
 
-def _split_tag(path: str) -> tuple[str, str | None]:
-    """``archive.tar:name:tag`` style selection is not supported; keep the path whole."""
-    return path, None
-
-
 def _sniff(path: Path) -> bytes:
     with open(path, "rb") as f:
         return f.read(4)
@@ -441,7 +436,8 @@ def open_path(
     ref = reference or path
     tag = reference if reference and reference != path else None
     if p.is_dir():
-        yield _open_store(DirStore(p), options, ref, tag)
+        image = _open_store(DirStore(p), options, ref, tag)
+        yield dataclasses.replace(image, reopen=_Reopen(str(p), options, ref, tag))
         return
     if not p.is_file():
         raise SourceError(f"{path}: no such file or directory")
@@ -455,7 +451,34 @@ def open_path(
             tar_path = stack.enter_context(_decompressed_copy(p, options))
         store = TarStore(tar_path, label=path)
         stack.callback(store.close)
-        yield _open_store(store, options, ref, tag)
+        image = _open_store(store, options, ref, tag)
+        yield dataclasses.replace(image, reopen=_Reopen(str(tar_path), options, ref, tag))
+
+
+@dataclass(frozen=True, slots=True)
+class _Reopen:
+    """Re-open an already uncompressed archive or layout (in a worker process)."""
+
+    path: str
+    options: SourceOptions
+    reference: str
+    tag: str | None
+
+    @contextlib.contextmanager
+    def _open(self) -> Iterator[Image]:
+        p = Path(self.path)
+        if p.is_dir():
+            yield _open_store(DirStore(p), self.options, self.reference, self.tag)
+            return
+        store = TarStore(p, label=self.reference)
+        try:
+            yield _open_store(store, self.options, self.reference, self.tag)
+        finally:
+            store.close()
+
+    def open(self) -> contextlib.AbstractContextManager[Image]:
+        """Open the image again."""
+        return self._open()
 
 
 def looks_like_image_path(path: str) -> bool:
@@ -464,5 +487,3 @@ def looks_like_image_path(path: str) -> bool:
 
 
 __all__ = ["DirStore", "TarStore", "looks_like_image_path", "open_path", "safe_member_name"]
-
-_ = io  # keep import for type users

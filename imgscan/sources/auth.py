@@ -45,7 +45,10 @@ class Credentials:
     source: str = "explicit"
 
     def __repr__(self) -> str:
-        return f"Credentials(username={self.username!r}, password=<redacted>, source={self.source!r})"
+        return (
+            f"Credentials(username={self.username!r}, password=<redacted>, "
+            f"source={self.source!r})"
+        )
 
 
 def docker_config_path(env: Mapping[str, str] | None = None) -> Path:
@@ -101,7 +104,7 @@ def run_credential_helper(
     if exe is None:
         raise AuthError(f"credential helper {exe_name} named in the docker config is not on PATH")
     try:
-        proc = subprocess.run(  # noqa: S603 - fixed argv, helper resolved on PATH
+        proc = subprocess.run(  # fixed argv; the helper is resolved on PATH
             [exe, "get"],
             input=server.encode(),
             capture_output=True,
@@ -158,9 +161,9 @@ def _from_auths(auths: Mapping[str, Any], keys: list[str], path: Path) -> Creden
             if not sep:
                 raise ConfigError(f"{path}: auths[{key!r}].auth is not user:password")
             return Credentials(user, password, source=f"{path} auths")
-        user, password = entry.get("username"), entry.get("password")
-        if isinstance(user, str) and isinstance(password, str) and user:
-            return Credentials(user, password, source=f"{path} auths")
+        name, secret = entry.get("username"), entry.get("password")
+        if isinstance(name, str) and isinstance(secret, str) and name:
+            return Credentials(name, secret, source=f"{path} auths")
     return None
 
 

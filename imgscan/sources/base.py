@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from imgscan.model import ImageInfo
 
@@ -32,6 +32,9 @@ class Image:
 
     info: ImageInfo
     blobs: tuple[LayerBlob, ...]
+    # A picklable Source that re-opens the same bytes cheaply in another process
+    # (e.g. the already spooled/decompressed archive); None when that is not possible.
+    reopen: Any = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,58 @@
+"""Format dispatch: write a ScanResult as table, JSON or SARIF to a stream."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, TextIO
+
+from imgscan.errors import ConfigError
+from imgscan.model import ScanResult
+from imgscan.report import json_report
+from imgscan.report.sarif import write_sarif
+from imgscan.report.table import write_table
+
+FORMATS = ("table", "json", "sarif")
+
+
+def json_dict(
+    result: ScanResult,
+    *,
+    show_secrets: bool = False,
+    suppressions: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The JSON report with ``suppressed``/``suppression`` on each finding and in the summary."""
+    sup = suppressions or {}
+    data = json_report.to_dict(result, show_secrets=show_secrets)
+    n = 0
+    for f in data["findings"]:
+        reason = sup.get(f["fingerprint"])
+        f["suppressed"] = reason is not None
+        f["suppression"] = reason
+        n += reason is not None
+    data["summary"]["suppressed"] = n
+    return data
+
+
+def render(
+    result: ScanResult,
+    fmt: str,
+    stream: TextIO,
+    *,
+    show_secrets: bool = False,
+    color: bool = False,
+    suppressions: Mapping[str, str] | None = None,
+) -> None:
+    """Write ``result`` in format ``fmt`` (table, json or sarif) to ``stream``."""
+    if fmt == "table":
+        write_table(
+            result, stream, show_secrets=show_secrets, color=color, suppressions=suppressions
+        )
+    elif fmt == "json":
+        data = json_dict(result, show_secrets=show_secrets, suppressions=suppressions)
+        json.dump(data, stream, indent=2, ensure_ascii=False)
+        stream.write("\n")
+    elif fmt == "sarif":
+        write_sarif(result, stream, show_secrets=show_secrets, suppressions=suppressions)
+    else:
+        raise ConfigError(f"unknown report format {fmt!r} (choose from {', '.join(FORMATS)})")
