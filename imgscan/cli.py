@@ -326,5 +326,14 @@ def _forensics_dict(fx: Any, files: bool) -> dict[str, Any]:
     return d
 
 
+def _add_workflow_commands() -> None:
+    from imgscan.workflows.commands import watch, worker
+
+    main.add_command(watch)
+    main.add_command(worker)
+
+
+_add_workflow_commands()
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -23,6 +23,7 @@ Layout (the same keys under ``[tool.imgscan]`` in pyproject.toml)::
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import os
 import re
 import tomllib
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from imgscan.errors import ConfigError
+from imgscan.findings.baseline import Baseline, load_baseline, suppressed_fingerprints
 from imgscan.gate import Policy, parse_categories, parse_severity, parse_states
 from imgscan.model import Finding, ScanResult, Severity
 
@@ -294,4 +296,36 @@ def allowlist_suppressions(result: ScanResult, config: Config) -> dict[str, str]
             if entry.matches(f):
                 out.setdefault(f.fingerprint, f"allowlist {entry.pattern}: {entry.reason}")
                 break
+    return out
+
+
+def load_suppressions(config: Config) -> tuple[Baseline | None, tuple[str, ...]]:
+    """Load the config's baseline (if any) before scanning; warnings name expired entries."""
+    if config.baseline is None:
+        return None, ()
+    baseline = load_baseline(config.baseline)
+    expired = baseline.expired()
+    warnings: tuple[str, ...] = ()
+    if expired:
+        first = expired[0]
+        warnings = (
+            f"baseline {config.baseline}: {len(expired)} entr{'y' if len(expired) == 1 else 'ies'}"
+            f" expired (e.g. {first.fingerprint} {first.where or ''} expired {first.expires});"
+            " they no longer suppress",
+        )
+    return baseline, warnings
+
+
+def collect_suppressions(
+    result: ScanResult,
+    config: Config,
+    baseline: Baseline | None = None,
+    today: dt.date | None = None,
+) -> dict[str, str]:
+    """fingerprint -> reason from the baseline's active entries and the path allowlist."""
+    out: dict[str, str] = {}
+    if baseline is not None:
+        out.update(suppressed_fingerprints(result.findings, baseline.suppressions(today)))
+    for fp, reason in allowlist_suppressions(result, config).items():
+        out.setdefault(fp, reason)
     return out

@@ -131,8 +131,8 @@ def evaluate(
             continue
         if counts_against(f, policy):
             failing.append(f)
-    states = ",".join(sorted(s.value for s in policy.fail_on_state)) or "none"
-    cats = ",".join(sorted(c.value for c in policy.categories)) or "none"
+    states = ",".join(s.value for s in Status if s in policy.fail_on_state) or "none"
+    cats = ",".join(c.value for c in Category if c in policy.categories) or "none"
     scope = f"severity >= {policy.fail_on.value}, states {states} (+config), categories {cats}"
     reasons: list[str] = []
     if failing:

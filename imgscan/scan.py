@@ -19,7 +19,6 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -341,9 +340,9 @@ def scan_opened(
     det = detectors or build_detectors(options)
     cache = None
     if options.cache_path and not options.show_secrets:
-        from imgscan.workflows.cache import SqliteCache
+        from imgscan.workflows.cache import open_cache
 
-        cache = SqliteCache(Path(options.cache_path))
+        cache = open_cache(options.cache_path)
     tag = options_tag(options)
     results: dict[int, LayerResult] = {}
     keys: dict[int, tuple[str, str]] = {}

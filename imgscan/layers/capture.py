@@ -38,6 +38,7 @@ GLOBS = (
     "/etc/sudoers.d/*",
     "/etc/supervisor/*.conf",
     "/etc/supervisord.conf",
+    "/etc/supervisord.d/*",
 )
 
 _RECORD_RE = re.compile(r"/[^!]*\.dist-info/RECORD$")

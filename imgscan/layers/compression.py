@@ -67,6 +67,30 @@ class HashingReader(io.RawIOBase):
         """Always readable."""
         return True
 
+    def seekable(self) -> bool:
+        """Seekable forwards only: skipping reads (and hashes) the bytes in between."""
+        return True
+
+    def tell(self) -> int:
+        """Bytes read so far."""
+        return self.count
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        """Skip forward to ``offset``; seeking backwards is an error."""
+        if whence == io.SEEK_CUR:
+            offset += self.count
+        elif whence != io.SEEK_SET:
+            raise OSError("layer streams cannot seek from the end")
+        if offset < self.count:
+            raise OSError(f"{self.what}: cannot seek backwards in a layer stream")
+        buf = bytearray(min(1 << 20, max(offset - self.count, 1)))
+        while self.count < offset:
+            want = min(len(buf), offset - self.count)
+            n = self.readinto(memoryview(buf)[:want])
+            if n == 0:
+                break
+        return self.count
+
     def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
         """Read into ``b``, hashing what passes."""
         view = memoryview(b)

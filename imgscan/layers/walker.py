@@ -198,7 +198,10 @@ class LayerWalker:
 
     def _entries(self, plain: HashingReader, what: str) -> Iterator[Entry]:
         index = self.blob.index
-        tf = tarfile.open(fileobj=plain, mode="r|", bufsize=1 << 20)  # type: ignore[call-overload]
+        # Random-access mode over a forward-only seekable stream: tarfile's stream mode
+        # ("r|") re-copies its buffer on every header read and is several times slower.
+        buffered = io.BufferedReader(plain, buffer_size=1 << 20)
+        tf = tarfile.open(fileobj=buffered, mode="r:")
         try:
             for info in tf:
                 tf.members = []  # stream mode would otherwise keep every TarInfo

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import re
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 from imgscan import __version__
@@ -51,6 +52,18 @@ _HELP = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class RuleDoc:
+    """What SARIF says about a rule that did not necessarily fire (from the loaded rule set)."""
+
+    id: str
+    title: str
+    severity: Severity
+    category: Category = Category.SECRET
+    description: str = ""
+    remediation: str = ""
+
+
 def artifact_uri(f: Finding) -> str:
     """``layer/3/app/.env`` for layer files, ``config/Env`` or ``history/4`` for config items."""
     if f.path is not None:
@@ -71,29 +84,43 @@ def artifact_uri(f: Finding) -> str:
     return urllib.parse.quote(raw, safe="/!$&'()*+,;=:@-._~")
 
 
-def _rule(f: Finding) -> dict[str, Any]:
-    help_text = _HELP[f.category]
-    if f.remediation:
-        help_text = f"{f.remediation}\n\n{help_text}"
+def _rule_dict(doc: RuleDoc) -> dict[str, Any]:
+    help_text = _HELP[doc.category]
+    if doc.remediation:
+        help_text = f"{doc.remediation}\n\n{help_text}"
+    full = doc.description or f"{doc.title} ({doc.category.value} finding)."
     return {
-        "id": f.rule,
-        "name": "".join(p.capitalize() for p in re.split(r"[^A-Za-z0-9]+", f.rule) if p),
-        "shortDescription": {"text": f.title},
-        "fullDescription": {"text": f"{f.title} ({f.category.value} finding)."},
+        "id": doc.id,
+        "name": "".join(p.capitalize() for p in re.split(r"[^A-Za-z0-9]+", doc.id) if p),
+        "shortDescription": {"text": doc.title},
+        "fullDescription": {"text": full},
         "help": {"text": help_text},
-        "defaultConfiguration": {"level": LEVEL[f.severity]},
+        "defaultConfiguration": {"level": LEVEL[doc.severity]},
         "properties": {
-            "security-severity": SECURITY_SEVERITY[f.severity],
-            "tags": ["security", f.category.value],
-            "precision": "high" if f.validated else "medium",
+            "security-severity": SECURITY_SEVERITY[doc.severity],
+            "tags": ["security", doc.category.value],
         },
     }
 
 
+def _doc_for(f: Finding, catalog: Mapping[str, RuleDoc]) -> RuleDoc:
+    known = catalog.get(f.rule)
+    return RuleDoc(
+        id=f.rule,
+        title=known.title if known else f.title,
+        severity=f.severity,  # the worst severity seen (findings come worst first)
+        category=f.category,
+        description=known.description if known else "",
+        remediation=f.remediation or (known.remediation if known else ""),
+    )
+
+
 def _message(f: Finding) -> str:
-    text = f.message or f.title
+    text = (f.message or f.title).rstrip()
     if f.redacted:
-        text += f" [{f.redacted}]"
+        text += f" ({f.redacted})"
+    if not text.endswith("."):
+        text += "."
     if f.status is Status.DELETED:
         text += (
             f" Deleted in layer {f.removed_in_layer} but still recoverable from layer {f.layer}."
@@ -151,16 +178,22 @@ def to_sarif(
     *,
     show_secrets: bool = False,
     suppressions: Mapping[str, str] | None = None,
+    catalog: Sequence[RuleDoc] = (),
 ) -> dict[str, Any]:
-    """The SARIF 2.1.0 log of ``result`` as plain data."""
+    """The SARIF 2.1.0 log of ``result``; ``catalog`` adds rules that did not fire."""
     sup = suppressions or {}
+    docs = {d.id: d for d in catalog}
     ordered = sorted(result.findings, key=sort_key)
     rules: list[dict[str, Any]] = []
     index: dict[str, int] = {}
     for f in ordered:  # worst first, so a rule's default level is its worst finding's
         if f.rule not in index:
             index[f.rule] = len(rules)
-            rules.append(_rule(f))
+            rules.append(_rule_dict(_doc_for(f, docs)))
+    for rid in sorted(docs):
+        if rid not in index:
+            index[rid] = len(rules)
+            rules.append(_rule_dict(docs[rid]))
     results = [
         _result(f, index[f.rule], result, show_secrets, sup.get(f.fingerprint)) for f in ordered
     ]
@@ -213,8 +246,9 @@ def write_sarif(
     *,
     show_secrets: bool = False,
     suppressions: Mapping[str, str] | None = None,
+    catalog: Sequence[RuleDoc] = (),
 ) -> None:
     """Write the SARIF log as indented JSON with a trailing newline."""
-    data = to_sarif(result, show_secrets=show_secrets, suppressions=suppressions)
+    data = to_sarif(result, show_secrets=show_secrets, suppressions=suppressions, catalog=catalog)
     json.dump(data, stream, indent=2, ensure_ascii=False)
     stream.write("\n")

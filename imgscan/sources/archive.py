@@ -268,7 +268,7 @@ def _open_docker_archive(
         media_types=[r.media_type for r in refs],
         source_kind="docker-archive",
     )
-    return Image(info=info, blobs=_blobs(store, refs, info.layers))
+    return Image(info=info, blobs=_blobs(store, refs, info.layers), config_bytes=cfg_bytes)
 
 
 def _docker25_manifest_digest(store: _Store, options: SourceOptions, cfg: str) -> str | None:
@@ -384,7 +384,7 @@ def _open_oci_layout(
         media_types=[r.media_type for r in refs],
         source_kind="oci-layout",
     )
-    return Image(info=info, blobs=_blobs(store, refs, info.layers))
+    return Image(info=info, blobs=_blobs(store, refs, info.layers), config_bytes=cfg_bytes)
 
 
 def _open_store(store: _Store, options: SourceOptions, reference: str, tag: str | None) -> Image:

@@ -46,8 +46,7 @@ class Credentials:
 
     def __repr__(self) -> str:
         return (
-            f"Credentials(username={self.username!r}, password=<redacted>, "
-            f"source={self.source!r})"
+            f"Credentials(username={self.username!r}, password=<redacted>, source={self.source!r})"
         )
 
 
@@ -63,10 +62,23 @@ def docker_config_path(env: Mapping[str, str] | None = None) -> Path:
 def _config_keys(host: str) -> list[str]:
     """Keys a docker config may use for ``host`` (docker login writes several styles)."""
     if host in _HUB_HOSTS:
-        return [HUB_CONFIG_KEY, "index.docker.io", "docker.io", "registry-1.docker.io",
-                "https://index.docker.io/v1", "https://registry-1.docker.io"]
-    return [host, f"https://{host}", f"http://{host}", f"https://{host}/v1/",
-            f"https://{host}/v2/", f"http://{host}/v1/", f"http://{host}/v2/"]
+        return [
+            HUB_CONFIG_KEY,
+            "index.docker.io",
+            "docker.io",
+            "registry-1.docker.io",
+            "https://index.docker.io/v1",
+            "https://registry-1.docker.io",
+        ]
+    return [
+        host,
+        f"https://{host}",
+        f"http://{host}",
+        f"https://{host}/v1/",
+        f"https://{host}/v2/",
+        f"http://{host}/v1/",
+        f"http://{host}/v2/",
+    ]
 
 
 def _load_config(path: Path) -> dict[str, Any]:
@@ -113,8 +125,9 @@ def run_credential_helper(
             env=dict(os.environ if env is None else env),
         )
     except subprocess.TimeoutExpired:
-        raise AuthError(f"credential helper {exe_name} did not answer within "
-                        f"{_HELPER_TIMEOUT:.0f}s") from None
+        raise AuthError(
+            f"credential helper {exe_name} did not answer within {_HELPER_TIMEOUT:.0f}s"
+        ) from None
     except OSError as exc:
         raise AuthError(f"credential helper {exe_name} failed to start ({exc.strerror})") from None
     out = proc.stdout.decode("utf-8", "replace").strip()
@@ -167,6 +180,18 @@ def _from_auths(auths: Mapping[str, Any], keys: list[str], path: Path) -> Creden
     return None
 
 
+def explicit_credentials(username: str | None, password: str | None) -> Credentials | None:
+    """Credentials from ``--username`` + ``--password-stdin`` (both or neither)."""
+    if username is None and password is None:
+        return None
+    if not username or password is None:
+        raise ConfigError("--username and --password-stdin must be given together")
+    password = password.rstrip("\r\n")
+    if not password:
+        raise ConfigError("--password-stdin read an empty password")
+    return Credentials(username, password, source="command line")
+
+
 def resolve_credentials(
     host: str,
     *,
@@ -177,10 +202,9 @@ def resolve_credentials(
 ) -> Credentials | None:
     """Find credentials for registry ``host`` (see the module docstring); None = anonymous."""
     env = os.environ if env is None else env
-    if username is not None or password is not None:
-        if not username or password is None:
-            raise ConfigError("--username and --password-stdin must be given together")
-        return Credentials(username, password, source="command line")
+    explicit = explicit_credentials(username, password)
+    if explicit is not None:
+        return explicit
     env_user, env_pass = env.get(ENV_USERNAME), env.get(ENV_PASSWORD)
     if env_user or env_pass:
         if not env_user or env_pass is None:

@@ -35,6 +35,8 @@ class Image:
     # A picklable Source that re-opens the same bytes cheaply in another process
     # (e.g. the already spooled/decompressed archive); None when that is not possible.
     reopen: Any = None
+    # The config document exactly as stored (keeps the image ID when pushing it on).
+    config_bytes: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

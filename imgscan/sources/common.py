@@ -76,7 +76,7 @@ def select_manifest(index: Mapping[str, Any], platform: str, what: str) -> Mappi
     if not isinstance(manifests, list) or not manifests:
         raise SourceError(f"{what}: index lists no manifests")
     descs = [m for m in manifests if isinstance(m, Mapping)]
-    candidates = []
+    candidates: list[tuple[str | None, Mapping[str, Any]]] = []
     offered: list[str] = []
     for d in descs:
         plat = platform_of(d)

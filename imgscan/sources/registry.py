@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -49,10 +50,12 @@ from imgscan.sources.reference import Reference, parse_reference
 log = logging.getLogger(__name__)
 
 MANIFEST_ACCEPT = ", ".join([MT_OCI_INDEX, MT_OCI_MANIFEST, MT_DOCKER_LIST, MT_DOCKER_MANIFEST])
-_SCHEMA1_TYPES = frozenset({
-    "application/vnd.docker.distribution.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v1+prettyjws",
-})
+_SCHEMA1_TYPES = frozenset(
+    {
+        "application/vnd.docker.distribution.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.v1+prettyjws",
+    }
+)
 _RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS = 5
@@ -74,6 +77,7 @@ _STREAM_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     ValueError,  # http.client raises ValueError on a closed/aborted response
 )
+_PROBE_ERRORS: tuple[type[BaseException], ...] = (requests.RequestException, *_NETWORK_ERRORS)
 _BODY_ERRORS: tuple[type[BaseException], ...] = (SourceError, *_STREAM_ERRORS)
 
 
@@ -135,7 +139,7 @@ def _registry_errors(resp: requests.Response) -> str:
     for e in errs[:3]:
         if isinstance(e, Mapping):
             code, msg = e.get("code"), e.get("message")
-            parts.append(" ".join(str(x)[:120] for x in (code, msg) if x))
+            parts.append(" ".join(" ".join(str(x).split())[:120] for x in (code, msg) if x))
     return "; ".join(parts)
 
 
@@ -148,10 +152,28 @@ def _digest_of(data: bytes, algo: str = "sha256") -> str:
 
 
 def _short(exc: BaseException) -> str:
-    """A one-line description of a network error without URLs' query strings."""
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    """A one-line description of a network error, without URLs' query strings."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    errno = re.search(r"\[Errno -?\d+\] [^'\")\]]+", text)
+    if errno:
+        return errno.group(0).strip()
+    for phrase in (
+        "Read timed out",
+        "Connection aborted",
+        "Connection reset by peer",
+        "IncompleteRead",
+        "certificate verify failed",
+        "Connection broken",
+    ):
+        if phrase in text:
+            tail = text[text.index(phrase) :]
+            return re.sub(r"\?[^\s'\")]*", "?…", tail)[:120].rstrip("(:, ")
     text = re.sub(r"\?[^\s'\")]*", "?…", text)
     return text[:200]
+
+
+class _BrokenBody(SourceError):
+    """A response body broke off mid-way (worth fetching again)."""
 
 
 class RegistryClient:
@@ -209,16 +231,19 @@ class RegistryClient:
         while True:
             self.stats["requests"] += 1
             try:
-                resp = self._session.request(
-                    method,
-                    url,
-                    headers=dict(headers),
-                    data=data,
-                    stream=stream,
-                    allow_redirects=False,
-                    verify=self.verify,
-                    timeout=self.retry.timeout,
-                )
+                with warnings.catch_warnings():
+                    if self.verify is False:  # --insecure against a TLS registry: chosen
+                        warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
+                    resp = self._session.request(
+                        method,
+                        url,
+                        headers=dict(headers),
+                        data=data,
+                        stream=stream,
+                        allow_redirects=False,
+                        verify=self.verify,
+                        timeout=self.retry.timeout,
+                    )
             except requests.exceptions.SSLError as exc:
                 raise SourceError(
                     f"{self.host}: TLS verification failed ({_short(exc)}); "
@@ -302,12 +327,13 @@ class RegistryClient:
                     f"{self.host}: token server rejected the credentials for user "
                     f"{self.creds.username!r} ({self.creds.source})"
                 )
-            raise AuthError(f"{self.host}: token server refused anonymous access; "
-                            "provide credentials")
+            raise AuthError(
+                f"{self.host}: token server refused anonymous access; provide credentials"
+            )
         if resp.status_code != 200:
             raise AuthError(f"{self.host}: token server answered HTTP {resp.status_code}")
         try:
-            doc = load_json_object(resp.content[:1024 * 1024], "token response")
+            doc = load_json_object(resp.content[: 1024 * 1024], "token response")
         except SourceError:
             raise AuthError(f"{self.host}: token server sent a malformed answer") from None
         token = doc.get("token") or doc.get("access_token")
@@ -320,6 +346,8 @@ class RegistryClient:
         """``GET /v2/``: check the registry answers and learn how it wants to be authenticated."""
         if self._pinged:
             return
+        if self.insecure:
+            self._probe_https()
         resp = self._raw_request("GET", f"{self.base}/v2/", {}, None, False)
         resp.close()
         if resp.status_code == 401:
@@ -333,6 +361,21 @@ class RegistryClient:
             )
         self._pinged = True
 
+    def _probe_https(self) -> None:
+        """With ``insecure``, like Docker: use TLS (unverified) when the registry speaks it."""
+        url = f"https://{self.host}/v2/"
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
+                resp = self._session.get(url, verify=False, timeout=5, allow_redirects=False)
+            resp.close()
+        except _PROBE_ERRORS:
+            return  # plain http it is
+        log.debug("%s speaks TLS; using https without certificate verification", self.host)
+        self.scheme = "https"
+        self.base = f"https://{self.host}"
+        self.verify = False
+
     def _denied(self, repo: str, resp: requests.Response, actions: str) -> AuthError:
         what = f"{self.host}/{repo}"
         detail = _registry_errors(resp)
@@ -342,7 +385,8 @@ class RegistryClient:
             return AuthError(f"{what}: access forbidden (HTTP 403) to {verb}{suffix}")
         if self.creds is None:
             return AuthError(
-                f"{what}: authentication required (anonymous access denied); use "
+                f"{what}: authentication required (anonymous access denied, or no such "
+                "repository); use "
                 "--username/--password-stdin, IMGSCAN_REGISTRY_USERNAME/PASSWORD or docker login"
                 + suffix
             )
@@ -405,9 +449,10 @@ class RegistryClient:
                         or self._challenge.params.get("realm") != ch.params.get("realm")
                     )
                     if changed:
-                        self._challenge = Challenge(ch.scheme, {
-                            k: v for k, v in ch.params.items() if k in ("realm", "service")
-                        })
+                        self._challenge = Challenge(
+                            ch.scheme,
+                            {k: v for k, v in ch.params.items() if k in ("realm", "service")},
+                        )
                         self._tokens.clear()
                     elif ch.scheme == "bearer":
                         self._token(scope, fresh=True)
@@ -457,34 +502,64 @@ class RegistryClient:
                 if len(buf) > limit:
                     raise SourceError(f"{what}: larger than {limit} bytes")
         except _STREAM_ERRORS as exc:
-            raise SourceError(f"{what}: download failed ({_short(exc)})") from None
+            raise _BrokenBody(f"{what}: download failed ({_short(exc)})") from None
         finally:
             resp.close()
         return bytes(buf)
 
+    def _get_small(
+        self,
+        path: str,
+        *,
+        repo: str,
+        limit: int,
+        what: str,
+        check: Callable[[requests.Response], None],
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[requests.Response, bytes]:
+        """GET a bounded document; a body broken off mid-way is fetched again (bounded)."""
+        attempt = 0
+        while True:
+            resp = self.request("GET", path, repo=repo, headers=headers, stream=True)
+            check(resp)
+            try:
+                return resp, self._read_limited(resp, limit, what)
+            except _BrokenBody as exc:
+                attempt += 1
+                if attempt >= self.retry.attempts:
+                    raise SourceError(f"{exc} after {attempt} tries") from None
+                self.stats["retries"] += 1
+                self._sleep(self.retry.delay(attempt - 1))
+
     def get_manifest(self, repo: str, ref: str, limit: int) -> tuple[bytes, str, str]:
         """Fetch a manifest or index: (bytes, media type, digest), the digest verified."""
         what = f"{self.host}/{repo}:{ref}" if ":" not in ref else f"{self.host}/{repo}@{ref}"
-        resp = self.request(
-            "GET", f"/v2/{repo}/manifests/{ref}", repo=repo,
-            headers={"Accept": MANIFEST_ACCEPT}, stream=True,
+
+        def check(resp: requests.Response) -> None:
+            if resp.status_code == 404:
+                code = _error_code(resp)
+                resp.close()
+                if code == "NAME_UNKNOWN":
+                    raise SourceError(f"{self.host}/{repo}: repository not found")
+                raise SourceError(f"{what}: manifest not found (no such tag or digest)")
+            if resp.status_code != 200:
+                detail = _registry_errors(resp)
+                resp.close()
+                raise SourceError(
+                    f"{what}: manifest request failed with HTTP {resp.status_code}"
+                    + (f" [{detail}]" if detail else "")
+                )
+
+        resp, data = self._get_small(
+            f"/v2/{repo}/manifests/{ref}",
+            repo=repo,
+            limit=limit,
+            what=f"{what}: manifest",
+            check=check,
+            headers={"Accept": MANIFEST_ACCEPT},
         )
-        if resp.status_code == 404:
-            code = _error_code(resp)
-            resp.close()
-            if code == "NAME_UNKNOWN":
-                raise SourceError(f"{self.host}/{repo}: repository not found")
-            raise SourceError(f"{what}: manifest not found (no such tag or digest)")
-        if resp.status_code != 200:
-            detail = _registry_errors(resp)
-            resp.close()
-            raise SourceError(
-                f"{what}: manifest request failed with HTTP {resp.status_code}"
-                + (f" [{detail}]" if detail else "")
-            )
         header_digest = resp.headers.get("Docker-Content-Digest")
         ctype = (resp.headers.get("Content-Type") or "").split(";", 1)[0].strip()
-        data = self._read_limited(resp, limit, f"{what}: manifest")
         if ref.startswith(("sha256:", "sha512:")):
             algo = ref.split(":", 1)[0]
             digest = _digest_of(data, algo)
@@ -520,16 +595,24 @@ class RegistryClient:
 
     def get_blob_bytes(self, repo: str, digest: str, limit: int, what: str) -> bytes:
         """A small blob (a config) read into memory and checked against its digest."""
-        resp = self.request("GET", f"/v2/{repo}/blobs/{digest}", repo=repo, stream=True)
-        if resp.status_code == 404:
-            resp.close()
-            raise SourceError(f"{self.host}/{repo}: {what} blob {digest[:19]}… not found")
-        if resp.status_code != 200:
-            resp.close()
-            raise SourceError(
-                f"{self.host}/{repo}: {what} blob request failed with HTTP {resp.status_code}"
-            )
-        data = self._read_limited(resp, limit, f"{self.host}/{repo}: {what}")
+
+        def check(resp: requests.Response) -> None:
+            if resp.status_code == 404:
+                resp.close()
+                raise SourceError(f"{self.host}/{repo}: {what} blob {digest[:19]}… not found")
+            if resp.status_code != 200:
+                resp.close()
+                raise SourceError(
+                    f"{self.host}/{repo}: {what} blob request failed with HTTP {resp.status_code}"
+                )
+
+        _resp, data = self._get_small(
+            f"/v2/{repo}/blobs/{digest}",
+            repo=repo,
+            limit=limit,
+            what=f"{self.host}/{repo}: {what}",
+            check=check,
+        )
         got = _digest_of(data, digest.split(":", 1)[0])
         if got != digest:
             raise SourceError(
@@ -558,9 +641,8 @@ class RegistryClient:
         """Every tag of ``repo``, following ``Link: <...>; rel="next"`` pagination."""
         url = f"/v2/{repo}/tags/list" + (f"?n={page_size}" if page_size else "")
         tags: list[str] = []
-        for _page in range(_MAX_TAG_PAGES):
-            resp = self.request("GET", url, repo=repo, headers={"Accept": "application/json"},
-                                stream=True)
+
+        def check(resp: requests.Response) -> None:
             if resp.status_code == 404:
                 resp.close()
                 raise SourceError(f"{self.host}/{repo}: repository not found")
@@ -569,8 +651,17 @@ class RegistryClient:
                 raise SourceError(
                     f"{self.host}/{repo}: tag list failed with HTTP {resp.status_code}"
                 )
+
+        for _page in range(_MAX_TAG_PAGES):
+            resp, data = self._get_small(
+                url,
+                repo=repo,
+                limit=64 * 1024 * 1024,
+                what=f"{self.host}/{repo}: tag list",
+                check=check,
+                headers={"Accept": "application/json"},
+            )
             link = resp.headers.get("Link")
-            data = self._read_limited(resp, 64 * 1024 * 1024, f"{self.host}/{repo}: tag list")
             doc = load_json_object(data, f"{self.host}/{repo}: tag list")
             page = doc.get("tags") or []
             if not isinstance(page, list) or not all(isinstance(t, str) for t in page):
@@ -612,14 +703,23 @@ class _BlobStream(io.RawIOBase):
     def _connect(self) -> None:
         headers = {"Range": f"bytes={self._pos}-"} if self._pos else {}
         resp = self._client.request(
-            "GET", f"/v2/{self._repo}/blobs/{self._digest}", repo=self._repo,
-            headers=headers, stream=True,
+            "GET",
+            f"/v2/{self._repo}/blobs/{self._digest}",
+            repo=self._repo,
+            headers=headers,
+            stream=True,
         )
         status = resp.status_code
         if status == 404:
             resp.close()
             raise LayerError(f"{self._what}: blob not found in {self._client.host}/{self._repo}")
         skip = 0
+        if status == 416 and self._pos and self._size is not None:
+            resp.close()
+            raise LayerError(
+                f"{self._what}: blob ends at byte {self._pos} but the manifest declares "
+                f"{self._size} bytes"
+            )
         if status == 206 and self._pos:
             crange = resp.headers.get("Content-Range", "")
             m = re.match(r"bytes (\d+)-", crange)
@@ -738,8 +838,9 @@ class RegistrySource:
     """An image in a registry, read over the distribution API.
 
     ``creds`` None means: look them up (environment, docker config), else anonymous.
-    ``insecure`` talks plain http (for a localhost test registry); ``ca_cert`` trusts
-    a private CA bundle.
+    ``insecure`` is Docker's "insecure registry": TLS without verification when the
+    registry speaks it, else plain http (for a localhost test registry). ``ca_cert``
+    trusts a private CA bundle instead (verification stays on).
     """
 
     ref: str

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from imgscan import __version__
+from imgscan.errors import ConfigError, SourceError
 from imgscan.model import Category, EntryKind, FileEvent, Finding, Severity, Status, Unscanned
 
 FORMAT_VERSION = 1
@@ -118,7 +119,7 @@ def decode_layer_result(data: bytes, index: int) -> Any:
 
 
 class VerdictCache(Protocol):
-    """Where per-layer results are kept between scans."""
+    """Where per-layer results are kept between scans (and shared between workers)."""
 
     hits: int
     misses: int
@@ -128,8 +129,33 @@ class VerdictCache(Protocol):
         ...
 
     def put(self, key: str, layer_id: str, result: Any) -> None:
-        """Store a complete LayerResult."""
+        """Store a complete LayerResult (idempotent) and count one real scan of it."""
         ...
+
+    def claim(self, key: str, owner: str, ttl: float) -> bool:
+        """Try to become the one worker that scans ``key``; a claim expires after ``ttl``."""
+        ...
+
+    def release(self, key: str, owner: str) -> None:
+        """Drop our claim on ``key``."""
+        ...
+
+    def scan_count(self, key: str) -> int:
+        """How many times the layer behind ``key`` was really scanned (not served from cache)."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+def open_cache(url: str) -> VerdictCache:
+    """A cache from a URL: ``postgresql://...`` for a shared one, else a SQLite file path."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresCache(url)
+    if url.startswith("sqlite:///"):
+        url = url[len("sqlite:///") - 1 :]
+    return SqliteCache(Path(url))
 
 
 @dataclass
@@ -146,13 +172,25 @@ class SqliteCache:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS layer_results ("
-                " key TEXT PRIMARY KEY, layer_id TEXT NOT NULL, created REAL NOT NULL,"
-                " complete INTEGER NOT NULL DEFAULT 0, payload BLOB NOT NULL)"
-            )
-            db.execute("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT)")
-            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', '1')")
+            db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
+                       " applied REAL NOT NULL)")
+            done = {r[0] for r in db.execute("SELECT version FROM schema_migrations")}
+            for version, sql in SQLITE_MIGRATIONS:
+                if version in done:
+                    continue
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    if not db.execute("SELECT 1 FROM schema_migrations WHERE version = ?",
+                                      (version,)).fetchone():
+                        for stmt in sql.split(";"):
+                            if stmt.strip():
+                                db.execute(stmt)
+                        db.execute("INSERT INTO schema_migrations VALUES (?, ?)",
+                                   (version, time.time()))
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
             self._db = db
         return self._db
 
@@ -173,7 +211,7 @@ class SqliteCache:
         return lr
 
     def put(self, key: str, layer_id: str, result: Any) -> None:
-        """Store a LayerResult atomically (idempotent: the first complete write wins)."""
+        """Store a LayerResult atomically (the first complete write wins)."""
         payload = encode_layer_result(result)
         db = self._conn()
         db.execute("BEGIN IMMEDIATE")
@@ -183,13 +221,214 @@ class SqliteCache:
                 " VALUES (?, ?, ?, 1, ?)",
                 (key, layer_id, time.time(), payload),
             )
+            db.execute("INSERT INTO scan_counts (key, scans) VALUES (?, 1) "
+                       "ON CONFLICT(key) DO UPDATE SET scans = scans + 1", (key,))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
+
+    def claim(self, key: str, owner: str, ttl: float) -> bool:
+        """Take (or take over an expired) claim on ``key``."""
+        db = self._conn()
+        now = time.time()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute("SELECT owner, expires FROM layer_claims WHERE key = ?",
+                             (key,)).fetchone()
+            ok = row is None or row[0] == owner or row[1] < now
+            if ok:
+                db.execute("INSERT OR REPLACE INTO layer_claims VALUES (?, ?, ?)",
+                           (key, owner, now + ttl))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return ok
+
+    def release(self, key: str, owner: str) -> None:
+        """Drop our claim."""
+        self._conn().execute("DELETE FROM layer_claims WHERE key = ? AND owner = ?", (key, owner))
+
+    def scan_count(self, key: str) -> int:
+        """Real scans recorded for ``key``."""
+        row = self._conn().execute("SELECT scans FROM scan_counts WHERE key = ?",
+                                   (key,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def total_scans(self) -> int:
+        """Real layer scans recorded in this cache, all keys."""
+        row = self._conn().execute("SELECT COALESCE(SUM(scans), 0) FROM scan_counts").fetchone()
+        return int(row[0])
 
     def close(self) -> None:
         """Close the database."""
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+SQLITE_MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (1, "CREATE TABLE IF NOT EXISTS layer_results (key TEXT PRIMARY KEY, layer_id TEXT NOT NULL,"
+        " created REAL NOT NULL, complete INTEGER NOT NULL DEFAULT 0, payload BLOB NOT NULL)"),
+    (2, "CREATE TABLE IF NOT EXISTS layer_claims (key TEXT PRIMARY KEY, owner TEXT NOT NULL,"
+        " expires REAL NOT NULL);"
+        "CREATE TABLE IF NOT EXISTS scan_counts (key TEXT PRIMARY KEY,"
+        " scans INTEGER NOT NULL DEFAULT 0)"),
+)
+
+PG_MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (1, "CREATE TABLE IF NOT EXISTS layer_results (key TEXT PRIMARY KEY, layer_id TEXT NOT NULL,"
+        " created DOUBLE PRECISION NOT NULL, complete BOOLEAN NOT NULL DEFAULT FALSE,"
+        " payload BYTEA NOT NULL)"),
+    (2, "CREATE TABLE IF NOT EXISTS layer_claims (key TEXT PRIMARY KEY, owner TEXT NOT NULL,"
+        " expires DOUBLE PRECISION NOT NULL);"
+        "CREATE TABLE IF NOT EXISTS scan_counts (key TEXT PRIMARY KEY,"
+        " scans INTEGER NOT NULL DEFAULT 0)"),
+)
+
+_PG_LOCK = 0x1A65CA4  # advisory lock id serialising migrations
+
+
+class PostgresCache:
+    """A verdict cache shared by every worker of a fleet (psycopg 3)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.hits = 0
+        self.misses = 0
+        self._conn_obj: Any = None
+
+    def _conn(self) -> Any:
+        if self._conn_obj is None:
+            try:
+                import psycopg
+            except ImportError as exc:  # pragma: no cover
+                raise ConfigError(f"PostgreSQL cache needs psycopg: {exc}") from None
+            try:
+                conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+            except psycopg.Error as exc:
+                raise SourceError(f"cannot connect to the cache database: "
+                                  f"{str(exc).splitlines()[0]}") from None
+            self._migrate(conn)
+            self._conn_obj = conn
+        return self._conn_obj
+
+    @staticmethod
+    def _migrate(conn: Any) -> None:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_LOCK,))
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY"
+                         " KEY, applied DOUBLE PRECISION NOT NULL)")
+            done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
+            for version, sql in PG_MIGRATIONS:
+                if version in done:
+                    continue
+                for stmt in sql.split(";"):
+                    if stmt.strip():
+                        conn.execute(stmt)
+                conn.execute("INSERT INTO schema_migrations VALUES (%s, %s)",
+                             (version, time.time()))
+
+    def get(self, key: str, index: int) -> Any | None:
+        """The cached LayerResult at ``index``, or None."""
+        row = self._conn().execute(
+            "SELECT payload FROM layer_results WHERE key = %s AND complete", (key,)
+        ).fetchone()
+        if row is None:
+            self.misses += 1
+            return None
+        try:
+            lr = decode_layer_result(bytes(row[0]), index)
+        except (ValueError, KeyError, TypeError, zlib.error):
+            self.misses += 1
+            return None
+        self.hits += 1
+        return lr
+
+    def put(self, key: str, layer_id: str, result: Any) -> None:
+        """Store a complete LayerResult in one transaction (first write wins)."""
+        payload = encode_layer_result(result)
+        conn = self._conn()
+        with conn.transaction():
+            conn.execute(
+                "INSERT INTO layer_results (key, layer_id, created, complete, payload)"
+                " VALUES (%s, %s, %s, TRUE, %s) ON CONFLICT (key) DO NOTHING",
+                (key, layer_id, time.time(), payload),
+            )
+            conn.execute("INSERT INTO scan_counts (key, scans) VALUES (%s, 1) ON CONFLICT (key)"
+                         " DO UPDATE SET scans = scan_counts.scans + 1", (key,))
+
+    def claim(self, key: str, owner: str, ttl: float) -> bool:
+        """Take (or take over an expired) claim on ``key``, atomically."""
+        now = time.time()
+        row = self._conn().execute(
+            "INSERT INTO layer_claims (key, owner, expires) VALUES (%s, %s, %s)"
+            " ON CONFLICT (key) DO UPDATE SET owner = EXCLUDED.owner, expires = EXCLUDED.expires"
+            " WHERE layer_claims.expires < %s OR layer_claims.owner = EXCLUDED.owner"
+            " RETURNING owner",
+            (key, owner, now + ttl, now),
+        ).fetchone()
+        return row is not None and row[0] == owner
+
+    def release(self, key: str, owner: str) -> None:
+        """Drop our claim."""
+        self._conn().execute("DELETE FROM layer_claims WHERE key = %s AND owner = %s",
+                             (key, owner))
+
+    def scan_count(self, key: str) -> int:
+        """Real scans recorded for ``key``."""
+        row = self._conn().execute("SELECT scans FROM scan_counts WHERE key = %s",
+                                   (key,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def total_scans(self) -> int:
+        """Real layer scans recorded in this cache, all keys."""
+        row = self._conn().execute("SELECT COALESCE(SUM(scans), 0) FROM scan_counts").fetchone()
+        return int(row[0])
+
+    def close(self) -> None:
+        """Close the connection."""
+        if self._conn_obj is not None:
+            self._conn_obj.close()
+            self._conn_obj = None
+
+
+def encode_scan_result(result: Any) -> dict[str, Any]:
+    """A ScanResult as JSON-safe data (no raw secrets), for passing between processes."""
+    from imgscan.model import ScanResult
+
+    assert isinstance(result, ScanResult)
+    info = result.image
+    return {
+        "v": FORMAT_VERSION,
+        "image": {
+            "reference": info.reference, "digest": info.digest,
+            "config_digest": info.config_digest, "platform": info.platform, "user": info.user,
+            "source_kind": info.source_kind, "config": dict(info.config),
+            "layers": [[li.index, li.digest, li.diff_id, li.size, li.media_type, li.created_by,
+                        li.created] for li in info.layers],
+        },
+        "findings": [_finding_to(f) for f in result.findings],
+        "unscanned": [[u.layer, u.path, u.reason] for u in result.unscanned],
+        "stats": dict(result.stats),
+    }
+
+
+def decode_scan_result(doc: Mapping[str, Any]) -> Any:
+    """Rebuild a ScanResult from ``encode_scan_result`` data."""
+    from imgscan.model import ImageInfo, LayerInfo, ScanResult
+
+    img = doc["image"]
+    info = ImageInfo(
+        reference=img["reference"], digest=img["digest"], config_digest=img["config_digest"],
+        platform=img["platform"], user=img["user"],
+        layers=tuple(LayerInfo(*row) for row in img["layers"]),
+        config=img["config"], source_kind=img["source_kind"],
+    )
+    return ScanResult(
+        image=info,
+        findings=tuple(_finding_from(f) for f in doc["findings"]),
+        unscanned=tuple(Unscanned(u[0], u[1], u[2]) for u in doc["unscanned"]),
+        stats=dict(doc.get("stats") or {}),
+    )

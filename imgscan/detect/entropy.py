@@ -1,0 +1,402 @@
+"""High-entropy strings and secret-keyword assignments, using detect-secrets as a library.
+
+detect-secrets' CLI scans every line with every plugin and is far too slow for
+images. Here one regex pass over the (lower-cased) bytes selects candidate
+lines: assignments to secret-sounding names, and quoted/assigned runs of
+base64 or hex characters. Only those lines reach the detect-secrets plugins
+(``Base64HighEntropyString``, ``HexHighEntropyString``, ``KeywordDetector``),
+called through their pure ``analyze_string`` / ``calculate_shannon_entropy``
+methods. Their ``analyze_line`` is not used because it consults the global
+settings singleton (``detect_secrets.settings.get_settings``); nothing here
+reads or writes detect-secrets settings, so calls never leak state.
+
+Hashes (checksum files, RECORD, md5sums, lockfile integrity), UUIDs, SRI
+strings, git SHAs, base64 image data and minified code are filtered out by
+file type, line length and context words.
+"""
+
+from __future__ import annotations
+
+import math
+import posixpath
+import re
+import string
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from detect_secrets.filters.heuristic import (
+    is_indirect_reference,
+    is_potential_uuid,
+    is_sequential_string,
+    is_templated_secret,
+)
+from detect_secrets.plugins.high_entropy_strings import (
+    Base64HighEntropyString,
+    HexHighEntropyString,
+)
+from detect_secrets.plugins.keyword import (
+    CONFIG_DENYLIST_REGEX_TO_GROUP,
+    QUOTES_REQUIRED_DENYLIST_REGEX_TO_GROUP,
+    REGEX_BY_FILETYPE,
+    KeywordDetector,
+)
+from detect_secrets.util.filetype import FileType, determine_file_type
+
+from imgscan.detect.base import FileContext, Hit
+from imgscan.detect.strings import is_binary
+from imgscan.model import Severity
+
+
+@dataclass(frozen=True, slots=True)
+class EntropyOptions:
+    """Thresholds of the entropy and keyword detector."""
+
+    base64_limit: float = 4.5  # detect-secrets' default Shannon entropy limits
+    hex_limit: float = 3.0
+    min_base64_len: int = 20
+    min_hex_len: int = 32
+    min_bare_len: int = 32  # a base64 string with no secret word nearby must be this long
+    min_keyword_value_len: int = 6
+    max_line_len: int = 1000  # longer lines are minified code or data, not assignments
+    bare_base64: bool = True  # report high-entropy strings without a secret word (low severity)
+
+
+# Files whose long random-looking strings are hashes by construction.
+_SKIP_BASENAMES = frozenset(
+    {
+        "package-lock.json", "npm-shrinkwrap.json", "yarn.lock", "pnpm-lock.yaml",
+        "composer.lock", "Gemfile.lock", "Pipfile.lock", "poetry.lock", "Cargo.lock",
+        "go.sum", "packages.lock.json", "Podfile.lock", "Package.resolved", "Brewfile.lock.json",
+        "Cartfile.resolved", "mix.lock", "pdm.lock", "uv.lock", "bun.lock", "flake.lock",
+        "RECORD", "md5sums", "MD5SUMS", "SHA1SUMS", "SHA256SUMS", "SHA512SUMS", "CHECKSUMS",
+        "known_hosts", "authorized_keys", "ld.so.cache", "installed", "status", "integrity",
+        "requirements.txt", "constraints.txt",
+    }
+)
+_SKIP_SUFFIXES = (
+    ".md5sums", ".sha1", ".sha256", ".sha512", ".md5", ".sum", ".lock", ".map", ".min.js",
+    ".min.css", ".svg", ".pub", ".crt", ".cer", ".asc", ".sig", ".list", ".hash", ".sums",
+    ".po", ".mo", ".ttf", ".woff", ".woff2", ".ipynb",
+)
+_CONFIG_EXTS = frozenset(
+    {".env", ".cnf", ".conf", ".cfg", ".cf", ".ini", ".properties", ".toml", ".yaml", ".yml",
+     ".sh", ".bash", ".zsh", ".envrc", ".service", ".json"}
+)
+
+# Candidate lines are found with fast C-level scans of the lower-cased bytes: ``bytes.find``
+# for a few secret-word roots (then a regex anchored right after the root checks for an
+# assignment), and one regex for quoted/assigned runs of base64/hex characters.
+_ROOTS = (b"pass", b"pwd", b"secret", b"token", b"key", b"credential", b"contrase", b"bearer",
+          b"basic")
+_ASSIGN_AFTER_RE = re.compile(rb"[a-z0-9_.\-]{0,30}[\"'\]]{0,2}\s{0,4}(?::=|=>|[=:(]|!=)")
+_HEADER_AFTER_RE = re.compile(rb"\s{1,4}[a-z0-9+/_\-]{20,}")
+_RUN_RE = re.compile(rb"[\"'=:]\s{0,4}[a-z0-9+/_\-]{20,}")
+_DIGIT_RE = re.compile(rb"[0-9]")
+_KEYWORD_CONTEXT_RE = re.compile(
+    r"(?:pass(?:wd|word|phrase)?|pwd|secret|token|api_?key|apikey|auth|access_?key"
+    r"|priv(?:ate)?_?key|client_?key|credential|contrase|bearer|[_.\-]key\b|\bkey\s*[:=])"
+)  # matched against lower-cased text
+# Words that say a long string is a hash, an id or encoded data, not a secret.
+_NOT_SECRET_CONTEXT_RE = re.compile(
+    r"(?:sha-?(?:1|224|256|384|512)|md5|hash|digest|checksum|integrity|fingerprint|commit"
+    r"|revision|\brev\b|etag|nonce|uuid|guid|\bid\b|_id\b|data:[a-z]+/[a-z0-9.+-]+;base64"
+    r"|signature|\bsri\b|sourcemappingurl|public_?key|pubkey|certificate|\bcert\b)"
+)  # matched against lower-cased text
+_QUOTED_TOKEN_RE = re.compile(r"([\"'`])([A-Za-z0-9+/=_\-]{20,})\1")
+_ASSIGNED_TOKEN_RE = re.compile(
+    r"(?:[:=]|=>)\s*([A-Za-z0-9+/=_\-]{20,})(?=\s*(?:$|[,;#)\]}]))"
+)
+_AUTH_HEADER_TOKEN_RE = re.compile(r"\b(?:bearer|basic|token)\s+([A-Za-z0-9+/=_\-.~]{20,})", re.I)
+# Base64 of well-known binary formats (PNG, JPEG, GIF, PDF, gzip, zip, XML, SVG, fonts...).
+_ENCODED_DATA_PREFIXES = (
+    "iVBORw0KG", "/9j/", "R0lGOD", "JVBERi0", "H4sI", "UEsDB", "PD94bWw", "PHN2Zy", "Qk0",
+    "AAABAA", "d09GR", "d09GMg", "T2dnUw", "UklGR", "AAAAIGZ0eXA", "AAAAHGZ0eXA", "SUQz",
+)
+_LONG_RUN_RE = re.compile(r"[A-Za-z0-9+/_\-]{20,}")
+
+
+def _blank_random_run(m: re.Match[str]) -> str:
+    """Blank out a long run that looks random (mixed case and digits), keep identifiers."""
+    s = m.group()
+    random_like = (
+        any(c.isdigit() for c in s) and any(c.isupper() for c in s) and any(c.islower() for c in s)
+    )
+    return " " if random_like or len(s) >= 64 else s
+
+
+_HEX = frozenset(string.hexdigits)
+_WHITESPACE_RE = re.compile(r"\s")
+_CODE_VALUE_RE = re.compile(
+    r"^(?:none|null|nil|true|false|undefined|\w+\(.*\)?|[\w.]+\[.*\]?|self\.|this\.|os\.|"
+    r"process\.env|env\.|settings\.|config\.|%\(|\{\{|\$\(|@|&|\*+$)",
+    re.IGNORECASE,
+)
+_PLACEHOLDER_RE = re.compile(
+    r"(?:example|changeme|change_me|change-me|placeholder|dummy|sample|redacted|your[_\-]?|"
+    r"xxxx|\*\*\*|todo|fixme|replace|insert|enter[_\- ]|default|<|>|\$\{|\{\{|%s|test|fake|"
+    r"secret|password|passwd|token|mock|notreal|not[_\-]a[_\-]real|foo|bar\b|^abc|123456|"
+    r"qwerty|letmein|\.\.\.|^none$|^null$)",
+    re.IGNORECASE,
+)
+
+
+def is_placeholder(value: str) -> bool:
+    """Whether a secret value is an obvious placeholder, template or documentation example."""
+    v = value.strip().strip("\"'`")
+    if len(v) < 4 or is_templated_secret(v) or v.startswith("$"):
+        return True
+    if len(set(v)) <= 2:
+        return True  # "xxxxxxxx", "********", "00000000"
+    return bool(_PLACEHOLDER_RE.search(v))
+
+
+_SEGMENT_RE = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|[0-9]+")
+
+
+def looks_like_identifier(s: str) -> bool:
+    """Whether a string reads as words (CamelCase, snake_case, kebab-case), not random data."""
+    segments = _SEGMENT_RE.findall(s)
+    if not segments:
+        return False
+    letters = [seg for seg in segments if not seg.isdigit()]
+    if not letters:
+        return False
+    return sum(len(seg) for seg in letters) / len(letters) >= 4.0
+
+
+def _char_classes(s: str) -> int:
+    return (
+        any(c.islower() for c in s)
+        + any(c.isupper() for c in s)
+        + any(c.isdigit() for c in s)
+        + any(not c.isalnum() for c in s)
+    )
+
+
+def _skip_file(path: str) -> bool:
+    base = posixpath.basename(path.rsplit("!", 1)[-1])
+    if base in _SKIP_BASENAMES:
+        return True
+    lower = base.lower()
+    return lower.endswith(_SKIP_SUFFIXES)
+
+
+def _keyword_regexes(path: str) -> dict[re.Pattern[str], int]:
+    base = posixpath.basename(path.rsplit("!", 1)[-1]).lower()
+    ext = posixpath.splitext(base)[1]
+    if base.startswith(".env") or base.endswith(".env") or ext in _CONFIG_EXTS or "." not in base:
+        return CONFIG_DENYLIST_REGEX_TO_GROUP  # type: ignore[no-any-return]
+    ftype = determine_file_type(base)
+    if ftype == FileType.OTHER:
+        return QUOTES_REQUIRED_DENYLIST_REGEX_TO_GROUP  # type: ignore[no-any-return]
+    return REGEX_BY_FILETYPE.get(ftype, QUOTES_REQUIRED_DENYLIST_REGEX_TO_GROUP)  # type: ignore[no-any-return]
+
+
+def _candidate_positions(low: bytes) -> list[int]:
+    """Offsets in the lower-cased text where a candidate match starts."""
+    found: list[int] = []
+    for root in _ROOTS:
+        n = len(root)
+        after = _HEADER_AFTER_RE if root in (b"bearer", b"basic") else _ASSIGN_AFTER_RE
+        i = low.find(root)
+        while i >= 0:
+            # a bare "key" counts only as part of a name: api_key, STRIPE_KEY, apikey, x.key
+            if (root != b"key" or low[i - 1 : i] in (b"_", b"-", b".") or low[i - 3 : i] == b"api"
+                    or root == b"key" and i == 0):
+                if after.match(low, i + n) or (root == b"token" and _HEADER_AFTER_RE.match(
+                        low, i + n)):
+                    found.append(i)
+            i = low.find(root, i + n)
+    for m in _RUN_RE.finditer(low):
+        if _DIGIT_RE.search(m.group()):
+            found.append(m.start())
+    found.sort()
+    return found
+
+
+def _candidate_lines(data: bytes, max_len: int) -> Iterator[tuple[int, bytes]]:
+    """Yield (offset, line) for each distinct line holding a candidate match."""
+    last_end = -1
+    for pos in _candidate_positions(data.lower()):
+        if pos < last_end:
+            continue
+        start = data.rfind(b"\n", 0, pos) + 1
+        end = data.find(b"\n", pos)
+        if end < 0:
+            end = len(data)
+        last_end = end
+        if end - start > max_len:
+            continue
+        yield start, data[start:end]
+
+
+class EntropyDetector:
+    """Reports high-entropy base64/hex strings and secret-keyword assignments in text files."""
+
+    name = "entropy"
+    text_only = True
+
+    def __init__(self, options: EntropyOptions | None = None) -> None:
+        self.options = options or EntropyOptions()
+        self._b64 = Base64HighEntropyString(limit=self.options.base64_limit)
+        self._hex = HexHighEntropyString(limit=self.options.hex_limit)
+        self._keyword = KeywordDetector()
+
+    def scan(self, ctx: FileContext, data: bytes) -> Iterable[Hit]:
+        """Yield entropy/keyword hits in the candidate lines of a text file."""
+        if _skip_file(ctx.path) or is_binary(data[:8192]):
+            return
+        regexes = _keyword_regexes(ctx.path)
+        for line_off, raw in _candidate_lines(data, self.options.max_line_len):
+            line = raw.decode("utf-8", "replace")
+            yield from self._scan_line(line, raw, line_off, regexes)
+
+    def scan_text(self, text: str, path: str = "") -> list[Hit]:
+        """Scan one string (e.g. an image config value); offsets are into its UTF-8 bytes."""
+        raw = text.encode("utf-8", "surrogateescape")
+        out: list[Hit] = []
+        for line_off, line in _candidate_lines(raw, self.options.max_line_len):
+            out.extend(
+                self._scan_line(
+                    line.decode("utf-8", "replace"), line, line_off, _keyword_regexes(path)
+                )
+            )
+        return out
+
+    # -- per line -----------------------------------------------------------------------------
+
+    def _scan_line(
+        self, line: str, raw: bytes, line_off: int, regexes: dict[re.Pattern[str], int]
+    ) -> Iterator[Hit]:
+        reported: set[str] = set()
+        # Context words count only outside long runs (random data spells words by chance).
+        outside = _LONG_RUN_RE.sub(_blank_random_run, line)
+        low = outside.lower()
+        keyword_ctx = _KEYWORD_CONTEXT_RE.search(low) is not None
+        hashy = _NOT_SECRET_CONTEXT_RE.search(low) is not None
+        if keyword_ctx and not is_indirect_reference(line):
+            for value in self._keyword.analyze_string(line, denylist_regex_to_group=regexes):
+                if value.strip().strip("\"'`") in reported:
+                    continue
+                hit = self._keyword_hit(value, line, raw, line_off, hashy)
+                if hit is not None:
+                    reported.add(hit.secret)
+                    yield hit
+        for token in self._tokens(line):
+            if token in reported:
+                continue
+            hit = self._entropy_hit(token, line, raw, line_off, keyword_ctx, hashy)
+            if hit is not None:
+                reported.add(token)
+                yield hit
+
+    def _tokens(self, line: str) -> Iterator[str]:
+        seen: set[str] = set()
+        for tok in self._b64.analyze_string(line):  # quoted strings in the plugin's charset
+            if tok not in seen:
+                seen.add(tok)
+                yield tok
+        for m in _QUOTED_TOKEN_RE.finditer(line):
+            if m.group(2) not in seen:
+                seen.add(m.group(2))
+                yield m.group(2)
+        for rx in (_ASSIGNED_TOKEN_RE, _AUTH_HEADER_TOKEN_RE):
+            for m in rx.finditer(line):
+                if m.group(1) not in seen:
+                    seen.add(m.group(1))
+                    yield m.group(1)
+
+    def _offset(self, raw: bytes, line_off: int, value: str) -> int:
+        idx = raw.find(value.encode("utf-8", "surrogateescape"))
+        return line_off + max(idx, 0)
+
+    def _keyword_hit(
+        self, value: str, line: str, raw: bytes, line_off: int, hashy: bool
+    ) -> Hit | None:
+        v = value.strip().strip("\"'`")
+        opts = self.options
+        if looks_like_identifier(v) and not any(c.isdigit() for c in v):
+            return None  # apiKeySource, not_supported: a name, not a value
+        if (
+            len(v) < opts.min_keyword_value_len
+            or _WHITESPACE_RE.search(v)
+            or is_placeholder(v)
+            or _CODE_VALUE_RE.search(v)
+            or v.startswith(("/", "./", "~/", "http://", "https://", "file:"))
+            or not any(c.isalpha() for c in v)
+            or is_potential_uuid(v)
+        ):
+            return None
+        if hashy and (all(c in _HEX for c in v) or v.startswith(("$2", "$1$", "$5$", "$6$"))):
+            return None
+        entropy = self._b64.calculate_shannon_entropy(v)
+        if entropy < 2.0:
+            return None
+        strong = len(v) >= 10 and entropy >= 3.0 and _char_classes(v) >= 2
+        return Hit(
+            rule="keyword-secret",
+            title="Secret assigned to a secret-sounding name",
+            severity=Severity.MEDIUM if strong else Severity.LOW,
+            secret=v,
+            offset=self._offset(raw, line_off, v),
+            message="A value is assigned to a password/secret/key variable",
+            extra={"entropy": round(entropy, 2)},
+        )
+
+    def _entropy_hit(
+        self, token: str, line: str, raw: bytes, line_off: int, keyword_ctx: bool, hashy: bool
+    ) -> Hit | None:
+        opts = self.options
+        tok = token.rstrip("=")
+        if is_potential_uuid(token) or is_sequential_string(token) or is_placeholder(token):
+            return None
+        idx = line.find(token)
+        before = line[max(0, idx - 12) : idx].lower()
+        if "base64," in before or re.search(r"sha(?:256|384|512)-$", before):
+            return None  # data: URI payload, SRI integrity value
+        if token.startswith(_ENCODED_DATA_PREFIXES) or (
+            looks_like_identifier(tok) and sum(c.isdigit() for c in tok) <= 2
+        ):
+            return None  # base64 of an image, font, archive or document
+        if all(c in _HEX for c in tok):
+            if len(tok) < opts.min_hex_len or not keyword_ctx or hashy:
+                return None  # hex with no secret word nearby is a hash or an id
+            entropy = self._hex.calculate_shannon_entropy(tok)
+            if entropy <= opts.hex_limit:
+                return None
+            return Hit(
+                rule="entropy-hex",
+                title="High-entropy hex string",
+                severity=Severity.MEDIUM,
+                secret=token,
+                offset=self._offset(raw, line_off, token),
+                message="A random-looking hex string is assigned to a secret-sounding name",
+                extra={"entropy": round(entropy, 2)},
+            )
+        if len(tok) < opts.min_base64_len or hashy:
+            return None
+        if not (any(c.isdigit() for c in tok) and any(c.isupper() for c in tok)
+                and any(c.islower() for c in tok)):
+            return None  # identifiers, words-with-dashes, lower-case slugs
+        if tok.count("/") >= 2 and re.search(r"/[a-z]{3,}/", tok):
+            return None  # a path or URL fragment
+        entropy = self._b64.calculate_shannon_entropy(tok)
+        # Short strings cannot reach the limit (log2(len) caps entropy); scale it.
+        limit = min(opts.base64_limit, math.log2(len(tok)) - 0.7)
+        if entropy <= limit:
+            return None
+        if not keyword_ctx:
+            if not opts.bare_base64 or len(tok) < opts.min_bare_len:
+                return None
+            if entropy <= opts.base64_limit:
+                return None
+        return Hit(
+            rule="entropy-base64",
+            title="High-entropy base64 string",
+            severity=Severity.MEDIUM if keyword_ctx else Severity.LOW,
+            secret=token,
+            offset=self._offset(raw, line_off, token),
+            message="A random-looking base64 string"
+            + (" near a secret-sounding name" if keyword_ctx else ""),
+            extra={"entropy": round(entropy, 2)},
+        )

@@ -1,0 +1,109 @@
+"""The pattern detector: keyword prefilter over the chunk, then rule regexes near each hit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from imgscan.detect.base import FileContext, Hit
+from imgscan.detect.prefilter import Prefilter
+from imgscan.detect.rules import Rule, RuleSet
+from imgscan.errors import ConfigError
+
+# A keyword hit is searched within its own line, clipped to this many bytes either side.
+LINE_REACH = 1024
+
+
+class PatternDetector:
+    """Runs a RuleSet's regexes only around the places where their keywords occur."""
+
+    name = "pattern"
+
+    def __init__(self, ruleset: RuleSet, engine: str = "auto") -> None:
+        if not ruleset.rules:
+            raise ConfigError("the pattern detector needs at least one rule")
+        self.ruleset = ruleset
+        self.rules: tuple[Rule, ...] = ruleset.rules
+        keywords: list[str] = []
+        index: dict[str, int] = {}
+        owners: list[list[int]] = []
+        for ri, rule in enumerate(self.rules):
+            for kw in rule.keywords:
+                ki = index.get(kw)
+                if ki is None:
+                    ki = index[kw] = len(keywords)
+                    keywords.append(kw)
+                    owners.append([])
+                if ri not in owners[ki]:
+                    owners[ki].append(ri)
+        self._owners: tuple[tuple[int, ...], ...] = tuple(tuple(o) for o in owners)
+        self._kwlen = tuple(len(k) for k in keywords)
+        self.prefilter = Prefilter(keywords, engine)
+        self.engine = self.prefilter.engine
+        self._has_paths = tuple(bool(r.paths or r.exclude_paths) for r in self.rules)
+
+    def candidates(self, ctx: FileContext, data: bytes) -> dict[int, list[tuple[int, int]]]:
+        """Rule index -> merged (start, end) windows of ``data`` where that rule may match."""
+        hits = self.prefilter.find(data)
+        windows: dict[int, list[tuple[int, int]]] = {}
+        if not hits:
+            return windows
+        n = len(data)
+        allowed: dict[int, bool] = {}
+        rules = self.rules
+        for start, ki in hits:
+            end = start + self._kwlen[ki]
+            line: tuple[int, int] | None = None
+            for ri in self._owners[ki]:
+                ok = allowed.get(ri)
+                if ok is None:
+                    ok = allowed[ri] = not self._has_paths[ri] or rules[ri].applies_to(ctx.path)
+                if not ok:
+                    continue
+                reach = rules[ri].window
+                if reach:
+                    win = (max(0, start - reach), min(n, end + reach))
+                else:
+                    if line is None:
+                        floor = max(0, start - LINE_REACH)
+                        lo = data.rfind(b"\n", floor, start) + 1 or floor
+                        ceil = min(n, end + LINE_REACH)
+                        hi = data.find(b"\n", end, ceil)
+                        line = (lo, ceil if hi < 0 else hi)
+                    win = line
+                merged = windows.get(ri)
+                if merged is None:
+                    windows[ri] = [win]
+                else:
+                    last_lo, last_hi = merged[-1]
+                    if win[0] < last_hi:
+                        if win[1] > last_hi:
+                            merged[-1] = (last_lo, win[1])
+                    else:
+                        merged.append(win)
+        return windows
+
+    def scan(self, ctx: FileContext, data: bytes) -> Iterator[Hit]:
+        """Yield one hit per accepted rule match; offsets are those of the secret in ``data``."""
+        seen: set[tuple[int, int]] = set()
+        for ri, wins in self.candidates(ctx, data).items():
+            rule = self.rules[ri]
+            finditer = rule.regex.finditer
+            check = rule.check
+            for lo, hi in wins:
+                for m in finditer(data, lo, hi):
+                    found = check(m)
+                    if found is None or (ri, found.start) in seen:
+                        continue
+                    seen.add((ri, found.start))
+                    yield Hit(
+                        rule=rule.id,
+                        title=rule.title,
+                        severity=rule.severity,
+                        secret=found.secret,
+                        offset=found.start,
+                        validated=found.validated,
+                        extra={"remediation": rule.remediation} if rule.remediation else {},
+                    )
+
+
+__all__ = ["LINE_REACH", "PatternDetector"]

@@ -1,0 +1,1 @@
+"""Real services for the tests (dockerd, docker-registry), started and stopped by the tests."""
