@@ -107,6 +107,10 @@ def build_detectors(options: ScanOptions) -> Detectors:
     analyzers: list[ImageAnalyzer] = []
     if options.secrets:
         content.append(PemKeyDetector())
+    if options.hardening:
+        from imgscan.detect.hardening import default_analyzers
+
+        analyzers.extend(default_analyzers())
     engine_opts = EngineOptions(
         chunk_size=options.limits.chunk_size,
         overlap=options.limits.overlap,

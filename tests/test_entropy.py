@@ -52,20 +52,44 @@ PROPS_PASSWORD = "jP" + _b62(12)
         ("/app/settings.py", f'SECRET_KEY = "{DJANGO_KEY}"\n', DJANGO_KEY, {"keyword-secret"}),
         ("/app/db.py", f'DB_PASSWORD = "{PY_PASSWORD}"\n', PY_PASSWORD, {"keyword-secret"}),
         ("/app/client.py", f'api_key = "{HEX_API_KEY}"\n', HEX_API_KEY, {"keyword-secret"}),
-        ("/etc/app/config.yaml", f"db:\n  password: {YAML_PASSWORD}\n", YAML_PASSWORD,
-         {"keyword-secret"}),
-        ("/etc/app/config.yaml", f"github:\n  token: {YAML_TOKEN}\n", YAML_TOKEN,
-         {"entropy-base64"}),
+        (
+            "/etc/app/config.yaml",
+            f"db:\n  password: {YAML_PASSWORD}\n",
+            YAML_PASSWORD,
+            {"keyword-secret"},
+        ),
+        (
+            "/etc/app/config.yaml",
+            f"github:\n  token: {YAML_TOKEN}\n",
+            YAML_TOKEN,
+            {"entropy-base64"},
+        ),
         ("/srv/.env", f"STRIPE_KEY={ENV_KEY}\n", ENV_KEY, {"entropy-base64"}),
-        ("/srv/.env.production", f"APP_SECRET={ENV_SECRET}\n", ENV_SECRET,
-         {"keyword-secret", "entropy-hex"}),
-        ("/app/conf.json", f'{{"client_secret": "{JSON_SECRET}"}}\n', JSON_SECRET,
-         {"keyword-secret"}),
+        (
+            "/srv/.env.production",
+            f"APP_SECRET={ENV_SECRET}\n",
+            ENV_SECRET,
+            {"keyword-secret", "entropy-hex"},
+        ),
+        (
+            "/app/conf.json",
+            f'{{"client_secret": "{JSON_SECRET}"}}\n',
+            JSON_SECRET,
+            {"keyword-secret"},
+        ),
         ("/app/index.js", f'const authToken = "{JS_TOKEN}";\n', JS_TOKEN, {"entropy-base64"}),
-        ("/app/api.js", f'headers: {{Authorization: "Bearer {BEARER}"}}\n', BEARER,
-         {"entropy-base64"}),
-        ("/app/app.properties", f"jdbc.password={PROPS_PASSWORD}\n", PROPS_PASSWORD,
-         {"keyword-secret"}),
+        (
+            "/app/api.js",
+            f'headers: {{Authorization: "Bearer {BEARER}"}}\n',
+            BEARER,
+            {"entropy-base64"},
+        ),
+        (
+            "/app/app.properties",
+            f"jdbc.password={PROPS_PASSWORD}\n",
+            PROPS_PASSWORD,
+            {"keyword-secret"},
+        ),
     ],
 )
 def test_planted_secrets_are_found(path: str, text: str, secret: str, rules: set[str]) -> None:
@@ -104,51 +128,84 @@ def _png_b64() -> str:
 
 
 DECOYS: list[tuple[str, str]] = [
-    ("/var/lib/dpkg/info/libssl3.md5sums",
-     "".join(f"{_md5(i)}  usr/lib/x86_64-linux-gnu/libfoo{i}.so\n" for i in range(50))),
-    ("/usr/lib/python3/dist-packages/requests-2.31.0.dist-info/RECORD",
-     "".join(f"requests/m{i}.py,sha256={_sha256_b64(i)},{i * 100}\n" for i in range(50))),
-    ("/srv/SHA256SUMS",
-     "".join(f"{hashlib.sha256(bytes([i])).hexdigest()}  file{i}.tar.gz\n" for i in range(20))),
-    ("/app/checksums.txt",
-     "".join(f"sha256: {hashlib.sha256(bytes([i])).hexdigest()}\n" for i in range(20))),
-    ("/app/ids.json",
-     "".join(f'{{"id": "{uuid.UUID(int=RNG.getrandbits(128))}", "uuid": '
-             f'"{uuid.UUID(int=RNG.getrandbits(128))}"}}\n' for _ in range(20))),
-    ("/app/uuids.yaml",
-     "".join(f"request_token_id: {uuid.UUID(int=RNG.getrandbits(128))}\n" for _ in range(5))),
-    ("/app/index.html",
-     '<script src="x.js" integrity="sha384-'
-     + base64.b64encode(RNG.randbytes(48)).decode()
-     + '" crossorigin="anonymous"></script>\n'),
-    ("/app/package.json",
-     '{"dependencies": {"a": "1"}, "integrity": "sha512-'
-     + base64.b64encode(RNG.randbytes(64)).decode() + '"}\n'),
-    ("/app/package-lock.json",
-     "".join(f'"integrity": "sha512-{base64.b64encode(RNG.randbytes(64)).decode()}",\n'
-             for _ in range(20))),
-    ("/app/build-info.json",
-     f'{{"commit": "{_hex(40)}", "revision": "{_hex(40)}", "git_sha": "{_hex(40)}"}}\n'),
+    (
+        "/var/lib/dpkg/info/libssl3.md5sums",
+        "".join(f"{_md5(i)}  usr/lib/x86_64-linux-gnu/libfoo{i}.so\n" for i in range(50)),
+    ),
+    (
+        "/usr/lib/python3/dist-packages/requests-2.31.0.dist-info/RECORD",
+        "".join(f"requests/m{i}.py,sha256={_sha256_b64(i)},{i * 100}\n" for i in range(50)),
+    ),
+    (
+        "/srv/SHA256SUMS",
+        "".join(f"{hashlib.sha256(bytes([i])).hexdigest()}  file{i}.tar.gz\n" for i in range(20)),
+    ),
+    (
+        "/app/checksums.txt",
+        "".join(f"sha256: {hashlib.sha256(bytes([i])).hexdigest()}\n" for i in range(20)),
+    ),
+    (
+        "/app/ids.json",
+        "".join(
+            f'{{"id": "{uuid.UUID(int=RNG.getrandbits(128))}", "uuid": '
+            f'"{uuid.UUID(int=RNG.getrandbits(128))}"}}\n'
+            for _ in range(20)
+        ),
+    ),
+    (
+        "/app/uuids.yaml",
+        "".join(f"request_token_id: {uuid.UUID(int=RNG.getrandbits(128))}\n" for _ in range(5)),
+    ),
+    (
+        "/app/index.html",
+        '<script src="x.js" integrity="sha384-'
+        + base64.b64encode(RNG.randbytes(48)).decode()
+        + '" crossorigin="anonymous"></script>\n',
+    ),
+    (
+        "/app/package.json",
+        '{"dependencies": {"a": "1"}, "integrity": "sha512-'
+        + base64.b64encode(RNG.randbytes(64)).decode()
+        + '"}\n',
+    ),
+    (
+        "/app/package-lock.json",
+        "".join(
+            f'"integrity": "sha512-{base64.b64encode(RNG.randbytes(64)).decode()}",\n'
+            for _ in range(20)
+        ),
+    ),
+    (
+        "/app/build-info.json",
+        f'{{"commit": "{_hex(40)}", "revision": "{_hex(40)}", "git_sha": "{_hex(40)}"}}\n',
+    ),
     ("/app/.git/packed-refs", "".join(f"{_hex(40)} refs/heads/b{i}\n" for i in range(20))),
     ("/app/Gopkg.toml", f'[[constraint]]\n  name = "x"\n  revision = "{_hex(40)}"\n'),
     ("/app/styles.css", f"a {{ background: url(data:image/png;base64,{_png_b64()}); }}\n"),
     ("/app/icons.json", f'{{"logo": "{_png_b64()}"}}\n'),
-    ("/app/static/app.js",
-     "var a=" + ",".join(f'"{_b62(30)}"' for _ in range(60)) + ';password:"' + _b62(20) + '"\n'),
-    ("/app/forms.py",
-     'password = forms.CharField(label="Password")\nsecret = get_secret("db")\n'
-     'token = request.headers["X-Token"]\npassword = os.environ["DB_PASSWORD"]\n'
-     'password = None\nsecret_key = settings.SECRET_KEY\n'),
-    ("/app/docs.md",
-     "Set `password: changeme` or `api_key: <your-api-key>` or\n"
-     "`AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY` and\n"
-     "`token: ${GITHUB_TOKEN}` and `secret: {{ .Values.secret }}`, `password: xxxxxxxx`\n"),
+    (
+        "/app/static/app.js",
+        "var a=" + ",".join(f'"{_b62(30)}"' for _ in range(60)) + ';password:"' + _b62(20) + '"\n',
+    ),
+    (
+        "/app/forms.py",
+        'password = forms.CharField(label="Password")\nsecret = get_secret("db")\n'
+        'token = request.headers["X-Token"]\npassword = os.environ["DB_PASSWORD"]\n'
+        "password = None\nsecret_key = settings.SECRET_KEY\n",
+    ),
+    (
+        "/app/docs.md",
+        "Set `password: changeme` or `api_key: <your-api-key>` or\n"
+        "`AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY` and\n"
+        "`token: ${GITHUB_TOKEN}` and `secret: {{ .Values.secret }}`, `password: xxxxxxxx`\n",
+    ),
     ("/app/tsconfig.json", '{"compilerOptions": {"outDir": "./dist/ThisIsAVeryLongFolderName"}}'),
     ("/usr/share/doc/x/copyright", "Files: src/CamelCaseIdentifierWithoutDigitsHere.java\n"),
-    ("/app/pubkey.json",
-     f'{{"public_key": "{base64.b64encode(RNG.randbytes(270)).decode()}"}}\n'),
-    ("/app/config.ini", "[db]\npassword_file = /run/secrets/db_password\n"
-                        "password = %(DB_PASSWORD)s\n"),
+    ("/app/pubkey.json", f'{{"public_key": "{base64.b64encode(RNG.randbytes(270)).decode()}"}}\n'),
+    (
+        "/app/config.ini",
+        "[db]\npassword_file = /run/secrets/db_password\npassword = %(DB_PASSWORD)s\n",
+    ),
 ]
 
 
@@ -181,8 +238,18 @@ def test_scan_text_for_config_values() -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["changeme", "<your-token>", "${VAR}", "xxxxxxxx", "dummy-value", "EXAMPLEKEY123",
-              "********", "{{ secret }}", "$DB_PASS"]
+    "value",
+    [
+        "changeme",
+        "<your-token>",
+        "${VAR}",
+        "xxxxxxxx",
+        "dummy-value",
+        "EXAMPLEKEY123",
+        "********",
+        "{{ secret }}",
+        "$DB_PASS",
+    ],
 )
 def test_placeholders(value: str) -> None:
     assert is_placeholder(value)

@@ -106,11 +106,15 @@ TRIGGERS: dict[str, Callable[[], ImageContext]] = {
     "cache-apt": lambda: image(
         Layer("RUN apt-get update", [F("/var/lib/apt/lists/x_Packages", size=MiB)])
     ),
-    "cache-apk": lambda: image(Layer("RUN apk add curl", [F("/var/cache/apk/APKINDEX.tar.gz")])),
-    "cache-pip": lambda: image(Layer("RUN pip install x", [F("/root/.cache/pip/wheels/a.whl")])),
-    "cache-npm": lambda: image(Layer("RUN npm i", [F("/root/.npm/_cacache/index-v5/a")])),
-    "cache-yarn": lambda: image(Layer("RUN yarn", [F("/root/.cache/yarn/v6/a")])),
-    "cache-go": lambda: image(Layer("RUN go build", [F("/root/.cache/go-build/aa/b")])),
+    "cache-apk": lambda: image(
+        Layer("RUN apk add curl", [F("/var/cache/apk/APKINDEX.tar.gz", size=9)])
+    ),
+    "cache-pip": lambda: image(
+        Layer("RUN pip install x", [F("/root/.cache/pip/wheels/a.whl", size=9)])
+    ),
+    "cache-npm": lambda: image(Layer("RUN npm i", [F("/root/.npm/_cacache/index-v5/a", size=9)])),
+    "cache-yarn": lambda: image(Layer("RUN yarn", [F("/root/.cache/yarn/v6/a", size=9)])),
+    "cache-go": lambda: image(Layer("RUN go build", [F("/root/.cache/go-build/aa/b", size=9)])),
     "toolchain-present": lambda: image(
         Layer("RUN apt-get install make", [F("/usr/bin/make", b"x", 0o755)])
     ),

@@ -145,9 +145,12 @@ def _by_rule(result: ScanResult) -> dict[str, list[Finding]]:
 
 
 @pytest.mark.parametrize("fmt", ["docker-legacy", "oci-dir"])
-def test_bad_image_findings_through_the_pipeline(tmp_path: Path, fmt: str) -> None:
+def test_bad_image_findings_through_the_pipeline(
+    tmp_path: Path, fmt: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = _build(tmp_path, BAD, fmt)
-    found = _by_rule(_scan_with_hardening(path, str(path)))
+    monkeypatch.chdir(tmp_path)  # scanned as the user would type it: a relative path
+    found = _by_rule(_scan_with_hardening(Path(path.name), path.name))
     for rule in (
         "user-missing",
         "process-sshd",
@@ -188,11 +191,6 @@ def test_hardened_fixture_has_nothing_at_medium_or_above(tmp_path: Path) -> None
     assert all(f.severity.rank < Severity.MEDIUM.rank for f in result.findings)
 
 
-@pytest.mark.xfail(
-    raises=AssertionError,
-    strict=False,
-    reason="until imgscan.scan.build_detectors adds default_analyzers() when options.hardening",
-)
 def test_scan_image_runs_the_hardening_analyzers(tmp_path: Path) -> None:
     path = _build(tmp_path, BAD, "docker-legacy")
     result = scan_image(str(path), ScanOptions())

@@ -260,3 +260,8 @@ def test_waste_inside_the_base_is_not_reported_but_base_bytes_hidden_by_own_laye
     [f] = by_rule(found, "wasted-bytes")
     assert f.layer == 0 and f.extra["bytes"] == 2 * MiB  # only what layer 2 overwrote
     assert "overwritten by layer 2" in f.message and "tool.tgz" not in f.message
+
+
+def test_empty_cache_placeholders_are_not_reported() -> None:
+    found = hyg(Layer("RUN mkdir -p /root/.cache/pip", [F("/root/.cache/pip/.keep")]))
+    assert not by_rule(found, "cache-pip")

@@ -136,7 +136,11 @@ def test_digest_references_and_archives_are_fine() -> None:
     assert not prov(HARDENED_REFERENCE)
     assert not prov("app:latest@sha256:" + "cd" * 32)
     assert not prov("/tmp/image.tar", source_kind="archive")
+    assert not prov("image.tar", source_kind="docker-archive")
+    assert not prov("layout", source_kind="oci-layout")
     assert not prov("oci:/tmp/layout", source_kind="oci")
+    assert not prov("app.tar", source_kind="unknown")
+    assert {f.rule for f in prov("app", source_kind="docker-engine")} == {"tag-mutable"}
 
 
 def test_split_reference() -> None:

@@ -73,8 +73,9 @@ def _openssl(tmp: Path, *args: str) -> str:
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI not installed")
 def test_real_openssl_keys_validate(tmp_path: Path) -> None:
-    rsa_pkcs8 = _openssl(tmp_path, "genpkey", "-algorithm", "RSA", "-pkeyopt",
-                         "rsa_keygen_bits:1024")
+    rsa_pkcs8 = _openssl(
+        tmp_path, "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:1024"
+    )
     assert validate_private_key(rsa_pkcs8) is True
     (tmp_path / "k.pem").write_text(rsa_pkcs8)
     rsa_pkcs1 = _openssl(tmp_path, "pkey", "-in", "k.pem", "-traditional")
@@ -85,8 +86,17 @@ def test_real_openssl_keys_validate(tmp_path: Path) -> None:
     assert validate_private_key(ec) is True
     ed = _openssl(tmp_path, "genpkey", "-algorithm", "ED25519")
     assert validate_private_key(ed) is True
-    enc = _openssl(tmp_path, "pkcs8", "-topk8", "-in", "k.pem", "-passout", "pass:test-only",
-                   "-v2", "aes-256-cbc")
+    enc = _openssl(
+        tmp_path,
+        "pkcs8",
+        "-topk8",
+        "-in",
+        "k.pem",
+        "-passout",
+        "pass:test-only",
+        "-v2",
+        "aes-256-cbc",
+    )
     assert "BEGIN ENCRYPTED PRIVATE KEY" in enc
     assert validate_private_key(enc) is True
     dsa_params = tmp_path / "dsa.params"
@@ -99,20 +109,31 @@ def test_real_openssl_keys_validate(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="ssh-keygen not installed")
-@pytest.mark.parametrize("args", [["-t", "ed25519"], ["-t", "rsa", "-b", "1024"],
-                                  ["-t", "ecdsa", "-b", "256"]])
+@pytest.mark.parametrize(
+    "args", [["-t", "ed25519"], ["-t", "rsa", "-b", "1024"], ["-t", "ecdsa", "-b", "256"]]
+)
 def test_real_openssh_keys_validate(tmp_path: Path, args: list[str]) -> None:
     key = tmp_path / "id"
-    subprocess.run(["ssh-keygen", *args, "-N", "", "-q", "-f", str(key), "-C", "t@t"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["ssh-keygen", *args, "-N", "", "-q", "-f", str(key), "-C", "t@t"],
+        check=True,
+        capture_output=True,
+    )
     assert validate_private_key(key.read_text()) is True
     enc = tmp_path / "id_enc"
-    subprocess.run(["ssh-keygen", *args, "-N", "test-only-pass", "-q", "-f", str(enc)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["ssh-keygen", *args, "-N", "test-only-pass", "-q", "-f", str(enc)],
+        check=True,
+        capture_output=True,
+    )
     assert validate_private_key(enc.read_text()) is True
 
 
 def test_unknown_label_is_not_judged() -> None:
     der = base64.b64encode(b"\x30\x03\x02\x01\x00").decode()
-    assert validate_private_key(f"-----BEGIN FOO PRIVATE KEY-----\n{der}\n"
-                                "-----END FOO PRIVATE KEY-----") is None
+    assert (
+        validate_private_key(
+            f"-----BEGIN FOO PRIVATE KEY-----\n{der}\n-----END FOO PRIVATE KEY-----"
+        )
+        is None
+    )

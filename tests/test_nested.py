@@ -10,8 +10,8 @@ import tarfile
 import tracemalloc
 import zipfile
 
-import pyzstd
 import pytest
+import pyzstd
 
 from imgscan.detect.base import FileContext
 from imgscan.detect.nested import (
@@ -59,8 +59,13 @@ def _split(items: list[object]) -> tuple[dict[str, bytes], list[Unscanned]]:
 
 
 def test_zip_members_are_named_outer_bang_inner() -> None:
-    data = _zip({"META-INF/app.properties": b"db.password=hunter22\n", "dir/": b"",
-                 "../../etc/evil": b"just a name"})
+    data = _zip(
+        {
+            "META-INF/app.properties": b"db.password=hunter22\n",
+            "dir/": b"",
+            "../../etc/evil": b"just a name",
+        }
+    )
     items = list(expand(_ctx("/app/lib/app.jar"), data))
     files, skipped = _split(items)
     assert skipped == []
@@ -77,8 +82,10 @@ def test_tar_and_compressed_tar_members(mode: str) -> None:
     data = _tar({"etc/app.env": b"TOKEN=abc\n", "x/y.txt": b"hello"}, mode)
     files, skipped = _split(list(expand(_ctx("/srv/bundle.tgz"), data)))
     assert skipped == []
-    assert files == {"/srv/bundle.tgz!etc/app.env": b"TOKEN=abc\n",
-                     "/srv/bundle.tgz!x/y.txt": b"hello"}
+    assert files == {
+        "/srv/bundle.tgz!etc/app.env": b"TOKEN=abc\n",
+        "/srv/bundle.tgz!x/y.txt": b"hello",
+    }
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from report_samples import check_golden, raw_secrets, redact_volatile, sample_im
 
 from imgscan.model import ScanResult, Severity, Status
 from imgscan.report.render import render
-from imgscan.report.sarif import FINGERPRINT_KEY, artifact_uri
+from imgscan.report.sarif import FINGERPRINT_KEY, RuleDoc, artifact_uri, to_sarif
 
 SCHEMA_PATH = Path(__file__).parent / "data" / "sarif-schema-2.1.0.json"
 
@@ -150,3 +150,39 @@ def test_unscanned_become_notifications() -> None:
     notes = inv["toolExecutionNotifications"]
     assert [n["properties"]["path"] for n in notes] == ["/app/data/huge.bin"]
     assert notes[0]["level"] == "warning"
+
+
+def test_catalog_declares_rules_that_did_not_fire(validator: Any) -> None:
+    r = sample_result()
+    catalog = [
+        RuleDoc(
+            "zz-quiet-rule",
+            "A rule that found nothing",
+            Severity.MEDIUM,
+            description="Never fires here.",
+            remediation="Nothing to do.",
+        ),
+        RuleDoc(
+            "aws-access-key-id",
+            "AWS access key ID",
+            Severity.CRITICAL,
+            description="AKIA-style key id.",
+            remediation="Rotate the key in IAM.",
+        ),
+    ]
+    data = to_sarif(r, catalog=catalog)
+    validator.validate(data)
+    rules = data["runs"][0]["tool"]["driver"]["rules"]
+    fired = {f.rule for f in r.findings}
+    # Rules that fired come first (their indexes do not move), then the quiet ones.
+    assert {x["id"] for x in rules[: len(fired)]} == fired
+    assert [x["id"] for x in rules[len(fired) :]] == ["zz-quiet-rule"]
+    quiet = rules[-1]
+    assert quiet["fullDescription"]["text"] == "Never fires here."
+    assert quiet["help"]["text"].startswith("Nothing to do.")
+    assert quiet["defaultConfiguration"]["level"] == "warning"
+    aws = next(x for x in rules if x["id"] == "aws-access-key-id")
+    assert aws["fullDescription"]["text"] == "AKIA-style key id."
+    assert aws["help"]["text"].startswith("Rotate the key in IAM.")
+    for res in data["runs"][0]["results"]:
+        assert rules[res["ruleIndex"]]["id"] == res["ruleId"]

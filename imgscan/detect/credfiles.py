@@ -44,13 +44,22 @@ class _Emitter:
         self.severity = severity
         self.seen: set[str] = set()
 
-    def hit(self, value: str, start: int = 0, what: str = "", *, check: bool = True,
-            severity: Severity | None = None) -> Hit | None:
+    def hit(
+        self,
+        value: str,
+        start: int = 0,
+        what: str = "",
+        *,
+        check: bool = True,
+        severity: Severity | None = None,
+    ) -> Hit | None:
         v = value.strip()
         if not v or v in self.seen or (check and is_placeholder(v)):
             return None
         self.seen.add(v)
         off = self.data.find(v.encode("utf-8", "surrogateescape"), start)
+        if off < 0:  # a JSON string with escapes (a PEM key's "\n")
+            off = self.data.find(json.dumps(v)[1:-1].encode("utf-8"), start)
         if off < 0:
             off = max(start, 0)
         return Hit(
@@ -297,8 +306,10 @@ def _tfstate(data: bytes) -> Iterator[Hit]:
     outputs = doc.get("outputs")
     if isinstance(outputs, Mapping):
         for name, out in outputs.items():
-            if isinstance(out, Mapping) and out.get("sensitive") and isinstance(
-                out.get("value"), str
+            if (
+                isinstance(out, Mapping)
+                and out.get("sensitive")
+                and isinstance(out.get("value"), str)
             ):
                 h = em.hit(out["value"], 0, f"sensitive output {name}")
                 if h is not None:
@@ -367,8 +378,16 @@ def _gcloud_json(data: bytes) -> Iterator[Hit]:
                 yield h
 
 
-_AZURE_FIELDS = ("accessToken", "refreshToken", "secret", "client_secret", "clientSecret",
-                 "password", "access_token", "refresh_token")
+_AZURE_FIELDS = (
+    "accessToken",
+    "refreshToken",
+    "secret",
+    "client_secret",
+    "clientSecret",
+    "password",
+    "access_token",
+    "refresh_token",
+)
 
 
 def _azure_json(data: bytes) -> Iterator[Hit]:

@@ -64,30 +64,105 @@ class EntropyOptions:
 # Files whose long random-looking strings are hashes by construction.
 _SKIP_BASENAMES = frozenset(
     {
-        "package-lock.json", "npm-shrinkwrap.json", "yarn.lock", "pnpm-lock.yaml",
-        "composer.lock", "Gemfile.lock", "Pipfile.lock", "poetry.lock", "Cargo.lock",
-        "go.sum", "packages.lock.json", "Podfile.lock", "Package.resolved", "Brewfile.lock.json",
-        "Cartfile.resolved", "mix.lock", "pdm.lock", "uv.lock", "bun.lock", "flake.lock",
-        "RECORD", "md5sums", "MD5SUMS", "SHA1SUMS", "SHA256SUMS", "SHA512SUMS", "CHECKSUMS",
-        "known_hosts", "authorized_keys", "ld.so.cache", "installed", "status", "integrity",
-        "requirements.txt", "constraints.txt",
+        "package-lock.json",
+        "npm-shrinkwrap.json",
+        "yarn.lock",
+        "pnpm-lock.yaml",
+        "composer.lock",
+        "Gemfile.lock",
+        "Pipfile.lock",
+        "poetry.lock",
+        "Cargo.lock",
+        "go.sum",
+        "packages.lock.json",
+        "Podfile.lock",
+        "Package.resolved",
+        "Brewfile.lock.json",
+        "Cartfile.resolved",
+        "mix.lock",
+        "pdm.lock",
+        "uv.lock",
+        "bun.lock",
+        "flake.lock",
+        "RECORD",
+        "md5sums",
+        "MD5SUMS",
+        "SHA1SUMS",
+        "SHA256SUMS",
+        "SHA512SUMS",
+        "CHECKSUMS",
+        "known_hosts",
+        "authorized_keys",
+        "ld.so.cache",
+        "installed",
+        "status",
+        "integrity",
+        "requirements.txt",
+        "constraints.txt",
     }
 )
 _SKIP_SUFFIXES = (
-    ".md5sums", ".sha1", ".sha256", ".sha512", ".md5", ".sum", ".lock", ".map", ".min.js",
-    ".min.css", ".svg", ".pub", ".crt", ".cer", ".asc", ".sig", ".list", ".hash", ".sums",
-    ".po", ".mo", ".ttf", ".woff", ".woff2", ".ipynb",
+    ".md5sums",
+    ".sha1",
+    ".sha256",
+    ".sha512",
+    ".md5",
+    ".sum",
+    ".lock",
+    ".map",
+    ".min.js",
+    ".min.css",
+    ".svg",
+    ".pub",
+    ".crt",
+    ".cer",
+    ".asc",
+    ".sig",
+    ".list",
+    ".hash",
+    ".sums",
+    ".po",
+    ".mo",
+    ".ttf",
+    ".woff",
+    ".woff2",
+    ".ipynb",
 )
 _CONFIG_EXTS = frozenset(
-    {".env", ".cnf", ".conf", ".cfg", ".cf", ".ini", ".properties", ".toml", ".yaml", ".yml",
-     ".sh", ".bash", ".zsh", ".envrc", ".service", ".json"}
+    {
+        ".env",
+        ".cnf",
+        ".conf",
+        ".cfg",
+        ".cf",
+        ".ini",
+        ".properties",
+        ".toml",
+        ".yaml",
+        ".yml",
+        ".sh",
+        ".bash",
+        ".zsh",
+        ".envrc",
+        ".service",
+        ".json",
+    }
 )
 
 # Candidate lines are found with fast C-level scans of the lower-cased bytes: ``bytes.find``
 # for a few secret-word roots (then a regex anchored right after the root checks for an
 # assignment), and one regex for quoted/assigned runs of base64/hex characters.
-_ROOTS = (b"pass", b"pwd", b"secret", b"token", b"key", b"credential", b"contrase", b"bearer",
-          b"basic")
+_ROOTS = (
+    b"pass",
+    b"pwd",
+    b"secret",
+    b"token",
+    b"key",
+    b"credential",
+    b"contrase",
+    b"bearer",
+    b"basic",
+)
 _ASSIGN_AFTER_RE = re.compile(rb"[a-z0-9_.\-]{0,30}[\"'\]]{0,2}\s{0,4}(?::=|=>|[=:(]|!=)")
 _HEADER_AFTER_RE = re.compile(rb"\s{1,4}[a-z0-9+/_\-]{20,}")
 _RUN_RE = re.compile(rb"[\"'=:]\s{0,4}[a-z0-9+/_\-]{20,}")
@@ -103,14 +178,27 @@ _NOT_SECRET_CONTEXT_RE = re.compile(
     r"|signature|\bsri\b|sourcemappingurl|public_?key|pubkey|certificate|\bcert\b)"
 )  # matched against lower-cased text
 _QUOTED_TOKEN_RE = re.compile(r"([\"'`])([A-Za-z0-9+/=_\-]{20,})\1")
-_ASSIGNED_TOKEN_RE = re.compile(
-    r"(?:[:=]|=>)\s*([A-Za-z0-9+/=_\-]{20,})(?=\s*(?:$|[,;#)\]}]))"
-)
+_ASSIGNED_TOKEN_RE = re.compile(r"(?:[:=]|=>)\s*([A-Za-z0-9+/=_\-]{20,})(?=\s*(?:$|[,;#)\]}]))")
 _AUTH_HEADER_TOKEN_RE = re.compile(r"\b(?:bearer|basic|token)\s+([A-Za-z0-9+/=_\-.~]{20,})", re.I)
 # Base64 of well-known binary formats (PNG, JPEG, GIF, PDF, gzip, zip, XML, SVG, fonts...).
 _ENCODED_DATA_PREFIXES = (
-    "iVBORw0KG", "/9j/", "R0lGOD", "JVBERi0", "H4sI", "UEsDB", "PD94bWw", "PHN2Zy", "Qk0",
-    "AAABAA", "d09GR", "d09GMg", "T2dnUw", "UklGR", "AAAAIGZ0eXA", "AAAAHGZ0eXA", "SUQz",
+    "iVBORw0KG",
+    "/9j/",
+    "R0lGOD",
+    "JVBERi0",
+    "H4sI",
+    "UEsDB",
+    "PD94bWw",
+    "PHN2Zy",
+    "Qk0",
+    "AAABAA",
+    "d09GR",
+    "d09GMg",
+    "T2dnUw",
+    "UklGR",
+    "AAAAIGZ0eXA",
+    "AAAAHGZ0eXA",
+    "SUQz",
 )
 _LONG_RUN_RE = re.compile(r"[A-Za-z0-9+/_\-]{20,}")
 
@@ -201,10 +289,16 @@ def _candidate_positions(low: bytes) -> list[int]:
         i = low.find(root)
         while i >= 0:
             # a bare "key" counts only as part of a name: api_key, STRIPE_KEY, apikey, x.key
-            if (root != b"key" or low[i - 1 : i] in (b"_", b"-", b".") or low[i - 3 : i] == b"api"
-                    or root == b"key" and i == 0):
-                if after.match(low, i + n) or (root == b"token" and _HEADER_AFTER_RE.match(
-                        low, i + n)):
+            if (
+                root != b"key"
+                or low[i - 1 : i] in (b"_", b"-", b".")
+                or low[i - 3 : i] == b"api"
+                or (root == b"key"
+                and i == 0)
+            ):
+                if after.match(low, i + n) or (
+                    root == b"token" and _HEADER_AFTER_RE.match(low, i + n)
+                ):
                     found.append(i)
             i = low.find(root, i + n)
     for m in _RUN_RE.finditer(low):
@@ -375,8 +469,11 @@ class EntropyDetector:
             )
         if len(tok) < opts.min_base64_len or hashy:
             return None
-        if not (any(c.isdigit() for c in tok) and any(c.isupper() for c in tok)
-                and any(c.islower() for c in tok)):
+        if not (
+            any(c.isdigit() for c in tok)
+            and any(c.isupper() for c in tok)
+            and any(c.islower() for c in tok)
+        ):
             return None  # identifiers, words-with-dashes, lower-case slugs
         if tok.count("/") >= 2 and re.search(r"/[a-z]{3,}/", tok):
             return None  # a path or URL fragment

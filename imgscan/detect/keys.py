@@ -163,9 +163,7 @@ def _check_rsa(items: list[_Tlv]) -> bool:
     version, n, e, d, p, q, dp, dq, qinv = (_int(t) for t in items[:9])
     if version not in (0, 1) or min(n, e, d, p, q) <= 1:
         return False
-    return bool(
-        n == p * q and dp == d % (p - 1) and dq == d % (q - 1) and (qinv * q) % p == 1 % p
-    )
+    return bool(n == p * q and dp == d % (p - 1) and dq == d % (q - 1) and (qinv * q) % p == 1 % p)
 
 
 def _check_ec(items: list[_Tlv]) -> bool:

@@ -107,8 +107,13 @@ def wants_archive(ctx: FileContext, head: bytes) -> bool:
 
 def _child(ctx: FileContext, name: str, data: bytes) -> tuple[FileContext, bytes]:
     return (
-        FileContext(path=f"{ctx.path}!{name}", layer=ctx.layer, size=len(data),
-                    mode=0o644, depth=ctx.depth + 1),
+        FileContext(
+            path=f"{ctx.path}!{name}",
+            layer=ctx.layer,
+            size=len(data),
+            mode=0o644,
+            depth=ctx.depth + 1,
+        ),
         data,
     )
 
@@ -147,9 +152,7 @@ class _Capped(io.RawIOBase):
             raise _Limit(f"decompressed stream exceeds {self.cap} bytes")
         lim = self.limits
         if self.count > lim.ratio_floor and self.count > lim.max_ratio * self.compressed:
-            raise _Limit(
-                f"compression ratio above {lim.max_ratio:g} (possible decompression bomb)"
-            )
+            raise _Limit(f"compression ratio above {lim.max_ratio:g} (possible decompression bomb)")
         return n
 
 
@@ -165,8 +168,12 @@ def _decompressor(kind: str, raw: BinaryIO) -> BinaryIO:
     return pyzstd.ZstdFile(raw, mode="rb")  # type: ignore[no-any-return]
 
 
-_SUFFIXES = {"gzip": (".gz", ".tgz"), "bzip2": (".bz2", ".tbz2"), "xz": (".xz", ".txz"),
-             "zstd": (".zst", ".tzst")}
+_SUFFIXES = {
+    "gzip": (".gz", ".tgz"),
+    "bzip2": (".bz2", ".tbz2"),
+    "xz": (".xz", ".txz"),
+    "zstd": (".zst", ".tzst"),
+}
 
 
 def _inner_name(ctx: FileContext, kind: str) -> str:
@@ -242,7 +249,8 @@ def _expand_zip(
         infos = zf.infolist()
         if len(infos) > limits.max_members:
             yield Unscanned(
-                ctx.layer, ctx.path,
+                ctx.layer,
+                ctx.path,
                 f"zip has {len(infos)} members; only the first {limits.max_members} were scanned",
             )
             infos = infos[: limits.max_members]
@@ -255,16 +263,17 @@ def _expand_zip(
                 continue
             if info.file_size > limits.max_member:
                 yield Unscanned(
-                    ctx.layer, where,
+                    ctx.layer,
+                    where,
                     f"zip member of {info.file_size} bytes exceeds {limits.max_member} bytes",
                 )
                 continue
-            if (
-                info.file_size > limits.ratio_floor
-                and info.file_size > limits.max_ratio * max(info.compress_size, 1)
+            if info.file_size > limits.ratio_floor and info.file_size > limits.max_ratio * max(
+                info.compress_size, 1
             ):
                 yield Unscanned(
-                    ctx.layer, where,
+                    ctx.layer,
+                    where,
                     f"zip member ratio {info.file_size / max(info.compress_size, 1):.0f} above "
                     f"{limits.max_ratio:g} (possible zip bomb)",
                 )
@@ -275,13 +284,22 @@ def _expand_zip(
             except _Limit as exc:
                 yield Unscanned(ctx.layer, where, str(exc))
                 continue
-            except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError,
-                    RuntimeError, ValueError, lzma.LZMAError) as exc:
+            except (
+                zipfile.BadZipFile,
+                OSError,
+                EOFError,
+                zlib.error,
+                NotImplementedError,
+                RuntimeError,
+                ValueError,
+                lzma.LZMAError,
+            ) as exc:
                 yield Unscanned(ctx.layer, where, f"corrupt zip member: {exc}")
                 continue
             if not budget.take(len(content)):
                 yield Unscanned(
-                    ctx.layer, ctx.path,
+                    ctx.layer,
+                    ctx.path,
                     f"expanded content exceeds {limits.max_total} bytes; rest of archive skipped",
                 )
                 return
@@ -289,7 +307,11 @@ def _expand_zip(
 
 
 def _expand_tar(
-    ctx: FileContext, stream: BinaryIO, limits: NestLimits, budget: Budget, compressed: int,
+    ctx: FileContext,
+    stream: BinaryIO,
+    limits: NestLimits,
+    budget: Budget,
+    compressed: int,
     prefix: str = "",
 ) -> Iterator[NestedItem]:
     count = 0
@@ -301,19 +323,22 @@ def _expand_tar(
             where = f"{ctx.path}!{prefix}{member.name}"
             if count > limits.max_members:
                 yield Unscanned(
-                    ctx.layer, ctx.path,
+                    ctx.layer,
+                    ctx.path,
                     f"tar has more than {limits.max_members} members; the rest were skipped",
                 )
                 return
             if member.size > limits.max_member:
                 yield Unscanned(
-                    ctx.layer, where,
+                    ctx.layer,
+                    where,
                     f"tar member of {member.size} bytes exceeds {limits.max_member} bytes",
                 )
                 continue
             if not budget.take(member.size):
                 yield Unscanned(
-                    ctx.layer, ctx.path,
+                    ctx.layer,
+                    ctx.path,
                     f"expanded content exceeds {limits.max_total} bytes; rest of archive skipped",
                 )
                 return
@@ -342,9 +367,7 @@ def _expand_stream(
         yield Unscanned(ctx.layer, f"{ctx.path}!{name}", str(exc))
         return
     if not budget.take(len(content)):
-        yield Unscanned(
-            ctx.layer, ctx.path, f"expanded content exceeds {limits.max_total} bytes"
-        )
+        yield Unscanned(ctx.layer, ctx.path, f"expanded content exceeds {limits.max_total} bytes")
         return
     yield _child(ctx, name, content)
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
 from imgscan.errors import ConfigError
 from imgscan.model import ScanResult
 from imgscan.report import json_report
-from imgscan.report.sarif import write_sarif
+from imgscan.report.sarif import RuleDoc, write_sarif
 from imgscan.report.table import write_table
 
 FORMATS = ("table", "json", "sarif")
@@ -42,8 +42,13 @@ def render(
     show_secrets: bool = False,
     color: bool = False,
     suppressions: Mapping[str, str] | None = None,
+    catalog: Sequence[RuleDoc] = (),
 ) -> None:
-    """Write ``result`` in format ``fmt`` (table, json or sarif) to ``stream``."""
+    """Write ``result`` in format ``fmt`` (table, json or sarif) to ``stream``.
+
+    ``suppressions`` maps fingerprint -> reason (baseline, allowlist); ``catalog`` lists
+    the loaded rules so SARIF declares the ones that did not fire too.
+    """
     if fmt == "table":
         write_table(
             result, stream, show_secrets=show_secrets, color=color, suppressions=suppressions
@@ -53,6 +58,8 @@ def render(
         json.dump(data, stream, indent=2, ensure_ascii=False)
         stream.write("\n")
     elif fmt == "sarif":
-        write_sarif(result, stream, show_secrets=show_secrets, suppressions=suppressions)
+        write_sarif(
+            result, stream, show_secrets=show_secrets, suppressions=suppressions, catalog=catalog
+        )
     else:
         raise ConfigError(f"unknown report format {fmt!r} (choose from {', '.join(FORMATS)})")

@@ -549,6 +549,13 @@ def resolve_symlinks(visible: Mapping[str, FileEvent], path: str, depth: int = 0
     return cur
 
 
+def plural(n: int, word: str) -> str:
+    """``1 file``, ``2 files``; ``entry`` -> ``entries``."""
+    if n == 1:
+        return f"1 {word}"
+    return f"{n} {word[:-1]}ies" if word.endswith("y") else f"{n} {word}s"
+
+
 def mode_str(mode: int) -> str:
     """Permission bits (incl. setuid/setgid/sticky) as 4 octal digits."""
     return f"{mode & 0o7777:04o}"

@@ -127,16 +127,22 @@ class HygieneAnalyzer:
                 tallies.setdefault((rule, what, m.group(1)), _Tally()).add(ev)
                 break
         for (rule, what, root), t in sorted(tallies.items()):
+            if t.size == 0:
+                continue  # empty placeholders are not a cache
             layer = t.main_layer()
-            layers = ", ".join(str(k) for k in sorted(t.by_layer))
+            if len(t.by_layer) == 1:
+                origin = f"written by {_how(steps, layer)}"
+            else:
+                layers = ", ".join(str(k) for k in sorted(t.by_layer))
+                origin = f"written by layers {layers}, most by {_how(steps, layer)}"
             yield make_finding(
                 rule,
                 where=root,
                 detail=what,
                 path=root,
                 layer=layer,
-                message=f"{what}: {facts.human_bytes(t.size)} in {t.files} files under {root} "
-                f"(layers {layers}; most from {_how(steps, layer)})",
+                message=f"{what}: {facts.human_bytes(t.size)} in {facts.plural(t.files, 'file')} "
+                f"under {root}, {origin}",
                 extra={
                     "bytes": t.size,
                     "files": t.files,
@@ -245,14 +251,14 @@ class HygieneAnalyzer:
             n_files, size = tally.get((path, ev.layer), (0, 0))
         size += ev.size if ev.kind is EntryKind.FILE else 0
         what = ".git directory" if rule == "git-dir" else ".env file"
-        content = f" with {n_files} files" if ev.kind is EntryKind.DIR else ""
+        content = f" with {facts.plural(n_files, 'file')}" if ev.kind is EntryKind.DIR else ""
         return make_finding(
             rule,
             where=path,
             detail=rule,
             path=path,
             layer=ev.layer,
-            message=f"{what} {path}{content} ({facts.human_bytes(size)}) copied by "
+            message=f"{what} {path}{content} ({facts.human_bytes(size)}) added by "
             f"{_how(steps, ev.layer)}; {state}",
             extra={
                 "files": n_files,
@@ -286,7 +292,7 @@ class HygieneAnalyzer:
                 detail="node_modules",
                 path=root,
                 layer=layer,
-                message=f"{root} ({n} entries) was copied from the build context by "
+                message=f"{root} ({facts.plural(n, 'entry')}) was copied from the build context by "
                 f"{_how(steps, layer)}: host-built modules may not match the image's platform "
                 "and can carry local files",
                 extra={"entries": n},
@@ -384,7 +390,7 @@ class HygieneAnalyzer:
                 location=step.location if step else f"layers[{layer}]",
                 layer=layer,
                 message=f"{_how(steps, layer)} wrote {facts.human_bytes(total)} in "
-                f"{len(items)} file{'s' if len(items) != 1 else ''} that later layers delete "
+                f"{facts.plural(len(items), 'file')} that later layers delete "
                 f"({facts.human_bytes(deleted)}) or overwrite "
                 f"({facts.human_bytes(overwritten)}); largest: {shown}",
                 extra={

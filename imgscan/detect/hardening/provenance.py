@@ -44,8 +44,10 @@ REQUIRED_LABELS = (
     ("label-missing-source", "org.opencontainers.image.source"),
     ("label-missing-created", "org.opencontainers.image.created"),
 )
-_PATH_SOURCES = frozenset({"archive", "oci"})
+_PATH_SOURCES = frozenset({"archive", "oci", "docker-archive", "oci-layout", "oci-archive"})
+_NAMED_SOURCES = frozenset({"registry", "engine", "docker-engine"})
 _SCHEMES = ("docker://", "docker-daemon:", "registry://")
+_PATH_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.zst", ".oci")
 _PATH_SCHEMES = ("oci:", "docker-archive:", "oci-archive:", "file:")
 
 
@@ -64,11 +66,11 @@ def is_registry_reference(ctx: ImageContext, ref: str) -> bool:
     """Whether ``ref`` names an image in an engine or registry (not a file on disk)."""
     if not ref or ref.startswith(_PATH_SCHEMES):
         return False
-    if ref.startswith(_SCHEMES):
+    if ref.startswith(_SCHEMES) or ctx.image.source_kind in _NAMED_SOURCES:
         return True
     if ctx.image.source_kind in _PATH_SOURCES:
         return False
-    return not ref.startswith(("/", "./", "../", "~"))
+    return not ref.startswith(("/", "./", "../", "~")) and not ref.endswith(_PATH_SUFFIXES)
 
 
 class ProvenanceAnalyzer:
