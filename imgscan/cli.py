@@ -327,8 +327,9 @@ def _forensics_dict(fx: Any, files: bool) -> dict[str, Any]:
 
 
 def _add_workflow_commands() -> None:
-    from imgscan.workflows.commands import watch, worker
+    from imgscan.workflows.commands import gate, watch, worker
 
+    main.add_command(gate)
     main.add_command(watch)
     main.add_command(worker)
 

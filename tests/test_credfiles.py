@@ -91,7 +91,8 @@ CASES: list[tuple[str, str, str, set[str]]] = [
     (
         "/root/.pypirc",
         "credfile-pypirc",
-        f"[distutils]\nindex-servers = pypi\n[pypi]\nusername = __token__\npassword = {PYPI_PASS}\n",
+        "[distutils]\nindex-servers = pypi\n[pypi]\nusername = __token__\n"
+        f"password = {PYPI_PASS}\n",
         {PYPI_PASS},
     ),
     (
@@ -257,12 +258,9 @@ def test_random_binary_is_not_a_keystore() -> None:
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI not installed")
 def test_real_pkcs12_is_recognised(tmp_path: Path) -> None:
-    run = lambda *a: subprocess.run(
-        ["openssl", *a],
-        check=True,
-        capture_output=True,
-        cwd=tmp_path,
-    )
+    def run(*a: str) -> None:
+        subprocess.run(["openssl", *a], check=True, capture_output=True, cwd=tmp_path)
+
     run(
         "req",
         "-x509",

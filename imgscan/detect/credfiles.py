@@ -129,7 +129,7 @@ def _docker_config(data: bytes) -> Iterator[Hit]:
 
 def _valid_basic_auth(value: str) -> bool:
     try:
-        user, sep, password = base64.b64decode(value, validate=True).decode().partition(":")
+        _user, sep, password = base64.b64decode(value, validate=True).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError):
         return False
     return bool(sep and password) and not is_placeholder(password)
@@ -438,12 +438,41 @@ def _keystore_secret(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+def jks_private_entries(data: bytes) -> int | None:
+    """How many private/secret key entries a JKS/JCEKS keystore holds (None: unparseable).
+
+    A truststore (``cacerts``) holds only trusted certificates (tag 2) and is public.
+    """
+    pos = 8
+    try:
+        count = int.from_bytes(data[pos : pos + 4], "big")
+        pos += 4
+        private = 0
+        for _ in range(min(count, 100_000)):
+            tag = int.from_bytes(data[pos : pos + 4], "big")
+            alias_len = int.from_bytes(data[pos + 4 : pos + 6], "big")
+            pos += 6 + alias_len + 8  # tag, alias (modified UTF-8), timestamp
+            if tag in (1, 3):  # PrivateKeyEntry (JKS/JCEKS) or SecretKeyEntry (JCEKS)
+                return private + 1
+            if tag != 2:
+                return None
+            type_len = int.from_bytes(data[pos : pos + 2], "big")
+            pos += 2 + type_len
+            cert_len = int.from_bytes(data[pos : pos + 4], "big")
+            pos += 4 + cert_len
+            if pos > len(data):
+                return None
+        return private
+    except (IndexError, ValueError):
+        return None
+
+
 def _binary_keystore(data: bytes, path: str) -> Iterator[Hit]:
     kind = None
-    if data.startswith(b"\xfe\xed\xfe\xed"):
-        kind, rule = "Java KeyStore (JKS)", "credfile-jks"
-    elif data.startswith(b"\xce\xce\xce\xce"):
-        kind, rule = "Java JCEKS keystore", "credfile-jks"
+    if data.startswith((b"\xfe\xed\xfe\xed", b"\xce\xce\xce\xce")):
+        if jks_private_entries(data) == 0:
+            return  # a truststore of public certificates
+        kind, rule = "Java keystore (JKS/JCEKS) with private keys", "credfile-jks"
     elif is_pkcs12(data):
         kind, rule = "PKCS#12/PFX keystore", "credfile-pkcs12"
     elif _is_pgp_secret_packet(data) and (

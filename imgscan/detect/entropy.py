@@ -17,6 +17,8 @@ file type, line length and context words.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 import posixpath
 import re
@@ -199,7 +201,35 @@ _ENCODED_DATA_PREFIXES = (
     "AAAAIGZ0eXA",
     "AAAAHGZ0eXA",
     "SUQz",
+    # DER public keys (SubjectPublicKeyInfo: EC P-256/P-384/P-521, RSA, Ed25519, X25519)
+    "MFkwEwYHKoZIzj0CAQ",
+    "MHYwEAYHKoZIzj0CAQ",
+    "MIGbMBAGByqGSM49AgE",
+    "MIIBIjANBgkqhkiG9w0BAQEFAAOC",
+    "MIICIjANBgkqhkiG9w0BAQEFAAOC",
+    "MIIBojANBgkqhkiG9w0BAQEF",
+    "MIGfMA0GCSqGSIb3DQEBAQUAA4GN",
+    "MCowBQYDK2VwAyEA",
+    "MCowBQYDK2VuAyEA",
+    "MEMwBQYDK2VxAzoA",
+    # Itanium C++ mangled symbols
+    "_ZN",
+    "_ZT",
+    "_ZS",
 )
+_CERT_MARKER = "AwIBAgI"  # X.509 "version [0] INTEGER 2" near the start of a base64 certificate
+
+
+def _decodes_to_placeholder(token: str) -> bool:
+    """Whether a base64 token decodes to readable text that is a placeholder (user:password)."""
+    try:
+        raw = base64.b64decode(token + "=" * (-len(token) % 4), validate=False)
+    except (binascii.Error, ValueError):
+        return False
+    if not raw or any(b < 0x20 or b > 0x7E for b in raw):
+        return False
+    text = raw.decode("ascii")
+    return is_placeholder(text) or looks_like_identifier(text.replace(":", "_"))
 _LONG_RUN_RE = re.compile(r"[A-Za-z0-9+/_\-]{20,}")
 
 
@@ -273,11 +303,11 @@ def _keyword_regexes(path: str) -> dict[re.Pattern[str], int]:
     base = posixpath.basename(path.rsplit("!", 1)[-1]).lower()
     ext = posixpath.splitext(base)[1]
     if base.startswith(".env") or base.endswith(".env") or ext in _CONFIG_EXTS or "." not in base:
-        return CONFIG_DENYLIST_REGEX_TO_GROUP  # type: ignore[no-any-return]
+        return CONFIG_DENYLIST_REGEX_TO_GROUP
     ftype = determine_file_type(base)
     if ftype == FileType.OTHER:
-        return QUOTES_REQUIRED_DENYLIST_REGEX_TO_GROUP  # type: ignore[no-any-return]
-    return REGEX_BY_FILETYPE.get(ftype, QUOTES_REQUIRED_DENYLIST_REGEX_TO_GROUP)  # type: ignore[no-any-return]
+        return QUOTES_REQUIRED_DENYLIST_REGEX_TO_GROUP
+    return REGEX_BY_FILETYPE.get(ftype, QUOTES_REQUIRED_DENYLIST_REGEX_TO_GROUP)
 
 
 def _candidate_positions(low: bytes) -> list[int]:
@@ -289,17 +319,13 @@ def _candidate_positions(low: bytes) -> list[int]:
         i = low.find(root)
         while i >= 0:
             # a bare "key" counts only as part of a name: api_key, STRIPE_KEY, apikey, x.key
-            if (
-                root != b"key"
-                or low[i - 1 : i] in (b"_", b"-", b".")
-                or low[i - 3 : i] == b"api"
-                or (root == b"key"
-                and i == 0)
+            named = (
+                root != b"key" or low[i - 1 : i] in (b"_", b"-", b".") or (low[i - 3 : i] == b"api")
+            )
+            if named and (
+                after.match(low, i + n) or (root == b"token" and _HEADER_AFTER_RE.match(low, i + n))
             ):
-                if after.match(low, i + n) or (
-                    root == b"token" and _HEADER_AFTER_RE.match(low, i + n)
-                ):
-                    found.append(i)
+                found.append(i)
             i = low.find(root, i + n)
     for m in _RUN_RE.finditer(low):
         if _DIGIT_RE.search(m.group()):
@@ -411,6 +437,8 @@ class EntropyDetector:
         opts = self.options
         if looks_like_identifier(v) and not any(c.isdigit() for c in v):
             return None  # apiKeySource, not_supported: a name, not a value
+        if len(v) >= 12 and _decodes_to_placeholder(v):
+            return None  # base64 of "user:password" in documentation
         if (
             len(v) < opts.min_keyword_value_len
             or _WHITESPACE_RE.search(v)
@@ -448,6 +476,8 @@ class EntropyDetector:
         before = line[max(0, idx - 12) : idx].lower()
         if "base64," in before or re.search(r"sha(?:256|384|512)-$", before):
             return None  # data: URI payload, SRI integrity value
+        if _CERT_MARKER in token[:24] or _decodes_to_placeholder(tok):
+            return None
         if token.startswith(_ENCODED_DATA_PREFIXES) or (
             looks_like_identifier(tok) and sum(c.isdigit() for c in tok) <= 2
         ):

@@ -21,7 +21,7 @@ import zipfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import IO, BinaryIO, Protocol
 
 from imgscan.detect.base import FileContext
 from imgscan.model import Unscanned
@@ -35,6 +35,10 @@ BZIP2_MAGIC = b"BZh"
 ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
 
 _READ = 1024 * 1024
+
+
+class _Reader(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +122,7 @@ def _child(ctx: FileContext, name: str, data: bytes) -> tuple[FileContext, bytes
     )
 
 
-def _read_capped(f: BinaryIO, cap: int, what: str) -> bytes:
+def _read_capped(f: _Reader, cap: int, what: str) -> bytes:
     """Read all of ``f`` but raise _Limit if it holds more than ``cap`` bytes."""
     out = bytearray()
     while True:
@@ -133,7 +137,7 @@ def _read_capped(f: BinaryIO, cap: int, what: str) -> bytes:
 class _Capped(io.RawIOBase):
     """A read-only stream over a decompressor that stops with _Limit past ``cap`` bytes."""
 
-    def __init__(self, inner: BinaryIO, cap: int, compressed: int, limits: NestLimits) -> None:
+    def __init__(self, inner: _Reader, cap: int, compressed: int, limits: NestLimits) -> None:
         self.inner = inner
         self.cap = cap
         self.compressed = max(compressed, 1)
@@ -156,7 +160,7 @@ class _Capped(io.RawIOBase):
         return n
 
 
-def _decompressor(kind: str, raw: BinaryIO) -> BinaryIO:
+def _decompressor(kind: str, raw: BinaryIO) -> _Reader:
     if kind == "gzip":
         return gzip.GzipFile(fileobj=raw, mode="rb")
     if kind == "bzip2":
@@ -165,7 +169,8 @@ def _decompressor(kind: str, raw: BinaryIO) -> BinaryIO:
         return lzma.LZMAFile(raw, mode="rb")
     import pyzstd
 
-    return pyzstd.ZstdFile(raw, mode="rb")  # type: ignore[no-any-return]
+    zf: _Reader = pyzstd.ZstdFile(raw, mode="rb")
+    return zf
 
 
 _SUFFIXES = {
@@ -235,7 +240,7 @@ def expand(
             raise
 
 
-def _read_stream(f: BinaryIO, limits: NestLimits) -> bytes | None:
+def _read_stream(f: _Reader, limits: NestLimits) -> bytes | None:
     try:
         return _read_capped(f, limits.max_total, "archive")
     except _Limit:
@@ -280,7 +285,7 @@ def _expand_zip(
                 continue
             try:
                 with zf.open(info) as member:
-                    content = _read_capped(member, limits.max_member, "zip member")  # type: ignore[arg-type]
+                    content = _read_capped(member, limits.max_member, "zip member")
             except _Limit as exc:
                 yield Unscanned(ctx.layer, where, str(exc))
                 continue
@@ -308,7 +313,7 @@ def _expand_zip(
 
 def _expand_tar(
     ctx: FileContext,
-    stream: BinaryIO,
+    stream: IO[bytes],
     limits: NestLimits,
     budget: Budget,
     compressed: int,
@@ -345,7 +350,7 @@ def _expand_tar(
             f = tf.extractfile(member)
             if f is None:
                 continue
-            content = _read_capped(f, limits.max_member, "tar member")  # type: ignore[arg-type]
+            content = _read_capped(f, limits.max_member, "tar member")
             yield _child(ctx, prefix + member.name, content)
 
 
@@ -358,11 +363,11 @@ def _expand_stream(
     head = reader.peek(512)[:512]
     if _is_tar(head):
         # A compressed tarball: its members are one level down (outer.tgz!member).
-        yield from _expand_tar(ctx, reader, limits, budget, len(raw))  # type: ignore[arg-type]
+        yield from _expand_tar(ctx, reader, limits, budget, len(raw))
         return
     name = _inner_name(ctx, kind)
     try:
-        content = _read_capped(reader, limits.max_member, f"{kind} stream")  # type: ignore[arg-type]
+        content = _read_capped(reader, limits.max_member, f"{kind} stream")
     except _Limit as exc:
         yield Unscanned(ctx.layer, f"{ctx.path}!{name}", str(exc))
         return

@@ -66,7 +66,7 @@ DEFAULT_ALLOW: tuple[str, ...] = (
     r"^<[^<>]*>$",  # <token>
     r"^\{[A-Za-z_][A-Za-z0-9_.]*\}$",  # {name}
     r"^(.)\1+$",  # aaaaaaaa, 00000000
-    r"^(?:0123456789|1234567890|abcdefgh|qwerty)",
+    r"(?i)abcdefghij|0123456789|1234567890|qwertyuiop",  # keyboard and alphabet runs
 )
 
 _SEVERITIES = {s.value: s for s in Severity}

@@ -25,6 +25,7 @@ class GateRun:
     outcome: GateOutcome
     pushed_to: str | None = None
     pushed_digest: str | None = None
+    suppressions: Mapping[str, str] | None = None
 
 
 def gate_image(
@@ -33,6 +34,7 @@ def gate_image(
     policy: Policy,
     *,
     suppressions: Mapping[str, str] | None = None,
+    suppressions_for: Callable[[ScanResult], Mapping[str, str]] | None = None,
     push_to: str | None = None,
     registry: Mapping[str, Any] | None = None,
     progress: Any = None,
@@ -49,10 +51,15 @@ def gate_image(
         result = scan_opened(image, options, progress, reference=reference)
         if postprocess is not None:
             result = postprocess(result)
-        outcome = evaluate(result, policy, suppressions)
+        sup = dict(suppressions or {})
+        if suppressions_for is not None:
+            sup.update(suppressions_for(result))
+        outcome = evaluate(result, policy, sup)
         if not outcome.passed or push_to is None:
-            return GateRun(result, outcome)
+            return GateRun(result, outcome, suppressions=sup)
         kind = image.info.source_kind
+        if push_to == "":
+            push_to = reference.split("://", 1)[-1]
         if kind == "docker-engine":
             from imgscan.sources.engine import engine_push
 
@@ -76,4 +83,4 @@ def gate_image(
             raise ConfigError(
                 f"--push needs a local image (engine) or an archive/OCI layout, not {kind}"
             )
-        return GateRun(result, outcome, push_to, digest)
+        return GateRun(result, outcome, push_to, digest, sup)

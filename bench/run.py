@@ -1,0 +1,769 @@
+"""Run imgscan and rival scanners on the benchmark image; compare speed, memory and recall.
+
+    python bench/run.py [--repeat 3] [--tools imgscan,kingfisher,gitleaks,detect-secrets]
+                        [--size-factor 1] [--ds-timeout 240] [--tmpdir DIR]
+                        [--cache-rescan] [--scaling]
+
+Each round runs every tool once, in an order rotated per round (so no tool always runs on a
+warm or cold page cache). Per run: wall time, CPU (user+sys of the process and its reaped
+children, from os.wait4), peak RSS of the largest process (ru_maxrss) and of the whole process
+tree (sampled from /proc every 20 ms), and MB/s (uncompressed image bytes / wall). Findings are
+matched against the ground truth of bench/build_image.py (see bench/README.md, "Matching").
+Writes bench/results/latest.json and bench/results/latest.md and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import gzip
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import build_image  # noqa: E402
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+RESULTS = BENCH / "results"
+ALL_TOOLS = ("imgscan", "kingfisher", "gitleaks", "detect-secrets")
+
+
+def log(msg: str) -> None:
+    """Progress to stderr."""
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- measurement
+
+
+@dataclass
+class Run:
+    """One measured process run."""
+
+    wall: float = 0.0
+    cpu: float = 0.0
+    maxrss_mb: float = 0.0
+    tree_rss_mb: float = 0.0
+    rc: int | None = None
+    timed_out: bool = False
+    error: str = ""
+
+
+def _tree_rss_kb(root: int) -> int:
+    """Sum of VmRSS over root and all its descendants (best effort, from /proc)."""
+    total, stack, seen = 0, [root], set()
+    while stack:
+        pid = stack.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            with open(f"/proc/{pid}/statm") as f:
+                total += int(f.read().split()[1]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/children") as f:
+                    stack.extend(int(c) for c in f.read().split())
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+def measure(
+    cmd: list[str],
+    *,
+    stdout: Path,
+    stderr: Path,
+    timeout: float,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Run:
+    """Run cmd in its own session; wall, CPU and RSS from wait4 plus a /proc tree sampler."""
+    run = Run()
+    with open(stdout, "wb") as out, open(stderr, "wb") as err:
+        t0 = time.monotonic()
+        try:
+            proc = subprocess.Popen(
+                cmd, stdout=out, stderr=err, env=env, cwd=cwd, start_new_session=True
+            )
+        except OSError as exc:
+            run.error = f"cannot start: {exc}"
+            return run
+        peak = [0]
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.is_set():
+                peak[0] = max(peak[0], _tree_rss_kb(proc.pid))
+                done.wait(0.02)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        deadline = t0 + timeout
+        status = rusage = None
+        while True:
+            pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                run.timed_out = True
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+                time.sleep(2)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                pid, status, rusage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.01)
+        run.wall = time.monotonic() - t0
+        done.set()
+        sampler.join()
+        proc.returncode = os.waitstatus_to_exitcode(status)  # keep Popen from re-waiting
+        run.rc = proc.returncode
+        run.cpu = rusage.ru_utime + rusage.ru_stime
+        run.maxrss_mb = rusage.ru_maxrss / 1024
+        run.tree_rss_mb = peak[0] / 1024
+    return run
+
+
+# --------------------------------------------------------------------------- extraction
+
+
+def extract_layers(image: Path, dest: Path) -> dict[str, Any]:
+    """Extract each layer of a docker-save archive into dest/L<i>/ (+ dest/config.json)."""
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    t0 = time.monotonic()
+    plain = dest.parent / (dest.name + ".tar")
+    with open(image, "rb") as f:
+        gz = f.read(2) == b"\x1f\x8b"
+    if gz:
+        with gzip.open(image, "rb") as src, open(plain, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+    else:
+        plain = image
+    files = nbytes = 0
+    with tarfile.open(plain, "r:") as outer:
+        manifest = json.load(outer.extractfile("manifest.json"))[0]  # type: ignore[arg-type]
+        cfg = outer.extractfile(manifest["Config"]).read()  # type: ignore[union-attr]
+        (dest / "config.json").write_bytes(cfg)
+        for i, name in enumerate(manifest["Layers"]):
+            root = dest / f"L{i}"
+            root.mkdir()
+            blob = outer.extractfile(name)
+            with tarfile.open(fileobj=blob, mode="r|*") as layer:
+                for m in layer:
+                    rel = os.path.normpath(m.name.lstrip("/"))
+                    if rel.startswith("..") or rel == ".":
+                        continue
+                    if os.path.basename(rel).startswith(".wh."):
+                        continue
+                    target = root / rel
+                    if m.isdir():
+                        target.mkdir(parents=True, exist_ok=True)
+                    elif m.isreg():
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        src = layer.extractfile(m)
+                        with open(target, "wb") as out:
+                            shutil.copyfileobj(src, out, 1 << 20)  # type: ignore[misc]
+                        files += 1
+                        nbytes += m.size
+                    # symlinks, hardlinks and devices carry no content of their own: skipped
+    if gz:
+        plain.unlink()
+    return {"seconds": round(time.monotonic() - t0, 2), "files": files, "bytes": nbytes}
+
+
+# --------------------------------------------------------------------------- findings
+
+
+@dataclass
+class Hit:
+    """One finding of one tool, normalised for matching."""
+
+    rule: str
+    path: str  # normalised: no leading '/', archive members as outer!inner, '<config>'
+    line: int | None
+    layer: int | None = None
+    value: str | None = None
+    sha256: str | None = None
+    sha1: str | None = None
+
+
+def norm_path(p: str | None) -> str:
+    """Normalise a reported path for comparison."""
+    if not p:
+        return "<config>"
+    p = p.replace(" | ", "!")
+    while p.startswith(("./", "/")):
+        p = p[1:] if p.startswith("/") else p[2:]
+    return p
+
+
+def parse_imgscan(out: Path, _: dict[str, Any]) -> list[Hit]:
+    """imgscan --format json."""
+    data = json.loads(out.read_text())
+    hits = []
+    for f in data.get("findings", []):
+        path = f.get("path")
+        if f.get("location") and not path:
+            path = None
+        hits.append(
+            Hit(
+                rule=str(f.get("rule")),
+                path=norm_path(path),
+                line=f.get("line"),
+                layer=f.get("layer"),
+                sha256=f.get("secret_sha256"),
+            )
+        )
+    return hits
+
+
+def parse_kingfisher(out: Path, ctx: dict[str, Any]) -> list[Hit]:
+    """kingfisher -f json: paths are 'archive | inner | member'."""
+    data = json.loads(out.read_text())
+    hits = []
+    for f in data.get("findings", []):
+        fi = f.get("finding", {})
+        path = str(fi.get("path", ""))
+        path = path.split(" | ", 1)[1] if " | " in path else path
+        if ctx["config_digest"] in path:
+            path = ""
+        snippet = fi.get("snippet")
+        hits.append(
+            Hit(
+                rule=str(f.get("rule", {}).get("id")),
+                path=norm_path(path),
+                line=fi.get("line"),
+                value=snippet,
+            )
+        )
+    return hits
+
+
+def _split_layer(file: str) -> tuple[str, int | None]:
+    m = re.match(r"^(?:\./)?L(\d+)/(.*)$", file)
+    if m:
+        return m.group(2), int(m.group(1))
+    if file.lstrip("./") == "config.json":
+        return "", None
+    return file, None
+
+
+def parse_gitleaks(out: Path, ctx: dict[str, Any]) -> list[Hit]:
+    """gitleaks -f json, paths relative to the extraction dir."""
+    data = json.loads(out.read_text() or "[]")
+    hits = []
+    for f in data:
+        file = str(f.get("File", ""))
+        with contextlib.suppress(ValueError):
+            file = os.path.relpath(file, ctx["extract_dir"]) if os.path.isabs(file) else file
+        path, layer = _split_layer(file)
+        hits.append(
+            Hit(
+                rule=str(f.get("RuleID")),
+                path=norm_path(path),
+                line=f.get("StartLine"),
+                layer=layer,
+                value=f.get("Secret") or f.get("Match"),
+            )
+        )
+    return hits
+
+
+def parse_detect_secrets(outs: list[Path], _: dict[str, Any]) -> list[Hit]:
+    """detect-secrets scan JSON (one per scanned directory); secrets are sha1-hashed."""
+    hits = []
+    for out in outs:
+        try:
+            data = json.loads(out.read_text())
+        except (OSError, ValueError):
+            continue
+        for file, items in data.get("results", {}).items():
+            path, layer = _split_layer(file)
+            for it in items:
+                hits.append(
+                    Hit(
+                        rule=str(it.get("type")),
+                        path=norm_path(path),
+                        line=it.get("line_number"),
+                        layer=layer,
+                        sha1=it.get("hashed_secret"),
+                    )
+                )
+    return hits
+
+
+# --------------------------------------------------------------------------- matching
+
+
+def _variants(values: list[str]) -> list[str]:
+    """A value as written, plus the forms tools report (PEM without newlines, body, unescaped)."""
+    out: list[str] = []
+    for v in values:
+        cands = [v, v.strip(), v.replace("\\n", "\n").strip()]
+        if "-----BEGIN" in v:
+            w = v.replace("\\n", "\n").strip()
+            cands += [w.replace("\n", ""), "".join(x for x in w.splitlines() if "-----" not in x)]
+        with contextlib.suppress(ValueError):
+            dec = base64.b64decode(v, validate=True).decode()
+            if "-----BEGIN" in dec:
+                cands.append(dec.strip())
+        for c in cands:
+            if c and c not in out:
+                out.append(c)
+    return out
+
+
+@dataclass
+class TruthItem:
+    """A ground-truth record prepared for matching."""
+
+    rec: dict[str, Any]
+    path: str
+    variants: list[str]
+    sha256: set[str] = field(default_factory=set)
+    sha1: set[str] = field(default_factory=set)
+
+    @classmethod
+    def of(cls, rec: dict[str, Any]) -> TruthItem:
+        """Prepare one record."""
+        vs = _variants(rec["values"])
+        return cls(
+            rec=rec,
+            path=norm_path(None if rec["path"] == "<config>" else rec["path"]),
+            variants=vs,
+            sha256={hashlib.sha256(v.encode()).hexdigest() for v in vs},
+            sha1={hashlib.sha1(v.encode()).hexdigest() for v in vs},
+        )
+
+    def matches(self, h: Hit) -> bool:
+        """Does hit report this planted value? (see README: Matching)."""
+        if h.sha256 and h.sha256 in self.sha256:
+            return True
+        if h.sha1 and h.sha1 in self.sha1:
+            return True
+        outer = self.path.split("!")[0]
+        same_path = h.path == self.path
+        if same_path and h.layer is not None and self.rec["layer"] is not None:
+            same_path = h.layer == self.rec["layer"]
+        if h.value:
+            fv = h.value.replace("\\n", "\n").strip()
+            for v in self.variants:
+                if len(v) < 12 and not (same_path or h.path == outer):
+                    continue
+                if fv == v or v in fv or (len(fv) >= 16 and fv in v):
+                    return True
+        if same_path:
+            line, first, last = h.line, self.rec["line"], self.rec["line_end"]
+            if first is None:
+                return line is None or self.rec["location"] == "pyc"
+            if line is not None:
+                lo = first - 1 if self.rec["kind"].startswith("aws-") else first
+                return lo <= line <= last
+        return False
+
+
+def score(hits: list[Hit], truth: dict[str, Any]) -> dict[str, Any]:
+    """Recall per state, decoy false positives and unmatched findings of one tool."""
+    secrets = [TruthItem.of(r) for r in truth["secrets"]]
+    decoys = [TruthItem.of(r) for r in truth["decoys"]]
+    planted_paths = {t.path.split("!")[0] for t in secrets + decoys}
+    found: set[str] = set()
+    decoy_hit: set[str] = set()
+    planted_fp: list[str] = []
+    vendor = 0
+    for h in hits:
+        ok = [t.rec["id"] for t in secrets if t.matches(h)]
+        if ok:
+            found.update(ok)
+            continue
+        bad = [t.rec["id"] for t in decoys if t.matches(h)]
+        if bad:
+            decoy_hit.update(bad)
+        elif h.path.split("!")[0] in planted_paths or h.path == "<config>":
+            planted_fp.append(f"{h.path}:{h.line} {h.rule}")
+        else:
+            vendor += 1
+
+    def recall(pred: Any) -> str:
+        sel = [t.rec["id"] for t in secrets if pred(t.rec)]
+        return f"{sum(1 for i in sel if i in found)}/{len(sel)}"
+
+    return {
+        "findings": len(hits),
+        "recall": round(len(found) / len(secrets), 3),
+        "found": f"{len(found)}/{len(secrets)}",
+        "present": recall(lambda r: r["state"] == "present"),
+        "deleted": recall(lambda r: r["state"] == "deleted"),
+        "overwritten": recall(lambda r: r["state"] == "overwritten"),
+        "archive": recall(lambda r: r["location"] == "archive-member"),
+        "pyc": recall(lambda r: r["location"] == "pyc"),
+        "config": recall(lambda r: r["location"] in ("env", "history")),
+        "decoy_fp": len(decoy_hit),
+        "decoys_hit": sorted(decoy_hit),
+        "planted_fp": len(planted_fp),
+        "planted_fp_list": planted_fp[:40],
+        "vendor_findings": vendor,
+        "found_ids": sorted(found),
+    }
+
+
+# --------------------------------------------------------------------------- tools
+
+
+def _help(cmd: list[str], env: dict[str, str] | None = None) -> str:
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return p.stdout + p.stderr
+
+
+class Bench:
+    """State of one benchmark session."""
+
+    def __init__(self, args: argparse.Namespace, meta: dict[str, Any]) -> None:
+        self.args = args
+        self.meta = meta
+        self.image = Path(meta["image"])
+        self.truth = json.loads(Path(meta["truth"]).read_text())
+        self.tmp = Path(args.tmpdir)
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        self.out = build_image.work_dir() / "out"
+        self.out.mkdir(exist_ok=True)
+        self.extract_dir = self.tmp / f"extract-x{meta['size_factor']}"
+        self.env = dict(os.environ, TMPDIR=str(self.tmp))
+        self.imgscan_env = dict(self.env, PYTHONPATH=str(REPO))
+        with tarfile.open(self.image, "r:*") as tf:
+            m = json.load(tf.extractfile("manifest.json"))[0]  # type: ignore[arg-type]
+        self.ctx = {
+            "config_digest": m["Config"].rsplit("/", 1)[-1],
+            "extract_dir": str(self.extract_dir),
+        }
+        self.extraction: dict[str, Any] | None = None
+
+    def imgscan_cmd(self, out: Path, extra: list[str] | None = None) -> list[str]:
+        """The imgscan command line (source tree, JSON to a file)."""
+        return [sys.executable, "-m", "imgscan.cli", "scan", str(self.image), "--format", "json",
+                "-o", str(out), "-q", *(extra or [])]  # fmt: skip
+
+    def run_tool(self, tool: str, rnd: int) -> tuple[Run, list[Path], str]:
+        """Run one tool once; returns the measurement, its output files and a status."""
+        o = self.out / f"{tool}-x{self.meta['size_factor']}-r{rnd}"
+        err = o.with_suffix(".err")
+        t = self.args.timeout
+        if tool == "imgscan":
+            out = o.with_suffix(".json")
+            out.unlink(missing_ok=True)
+            r = measure(self.imgscan_cmd(out), stdout=o.with_suffix(".stdout"), stderr=err,
+                        timeout=t, env=self.imgscan_env, cwd=REPO)  # fmt: skip
+            return r, [out], self._status(r, out, ok_rc=(0, 1))
+        if tool == "kingfisher":
+            out = o.with_suffix(".json")
+            out.unlink(missing_ok=True)
+            cmd = ["kingfisher", "scan", "docker", "--archive", str(self.image), "-n",
+                   "--no-update-check", "-f", "json", "-o", str(out)]  # fmt: skip
+            r = measure(cmd, stdout=o.with_suffix(".stdout"), stderr=err, timeout=t, env=self.env)
+            return r, [out], self._status(r, out, ok_rc=(0, 200, 205))
+        self.ensure_extracted()
+        if tool == "gitleaks":
+            out = o.with_suffix(".json")
+            out.unlink(missing_ok=True)
+            cmd = ["gitleaks", "dir", str(self.extract_dir), "-f", "json", "-r", str(out),
+                   "--no-banner", "--exit-code", "0", "--max-archive-depth", "2"]  # fmt: skip
+            r = measure(cmd, stdout=o.with_suffix(".stdout"), stderr=err, timeout=t, env=self.env)
+            return r, [out], self._status(r, out, ok_rc=(0,))
+        if tool == "detect-secrets":
+            return self._run_detect_secrets(o)
+        raise SystemExit(f"unknown tool {tool}")
+
+    def _status(self, r: Run, out: Path, ok_rc: tuple[int, ...]) -> str:
+        if r.error:
+            return f"error: {r.error}"
+        if r.timed_out:
+            return "timeout"
+        if r.rc not in ok_rc:
+            return f"failed (exit {r.rc})"
+        try:
+            json.loads(out.read_text() or "[]")
+        except (OSError, ValueError):
+            return "failed (no JSON report)"
+        return "ok"
+
+    def _run_detect_secrets(self, o: Path) -> tuple[Run, list[Path], str]:
+        """detect-secrets per extracted directory, smallest first, within --ds-timeout overall."""
+        items = [self.extract_dir / "config.json"] + sorted(
+            (p for p in self.extract_dir.iterdir() if p.is_dir()),
+            key=lambda p: sum(f.stat().st_size for f in p.rglob("*") if f.is_file()),
+        )
+        sizes = {p: (p.stat().st_size if p.is_file() else
+                     sum(f.stat().st_size for f in p.rglob("*") if f.is_file())) for p in items}  # fmt: skip
+        total = Run()
+        outs: list[Path] = []
+        deadline = time.monotonic() + self.args.ds_timeout
+        done_bytes, done_items = 0, 0
+        for p in items:
+            left = deadline - time.monotonic()
+            if left <= 1:
+                total.timed_out = True
+                break
+            out = o.parent / f"{o.name}-{p.name}.json"
+            r = measure(["detect-secrets", "scan", "--all-files", p.name], stdout=out,
+                        stderr=o.with_suffix(".err"), timeout=left, env=self.env,
+                        cwd=self.extract_dir)  # fmt: skip
+            total.wall += r.wall
+            total.cpu += r.cpu
+            total.maxrss_mb = max(total.maxrss_mb, r.maxrss_mb)
+            total.tree_rss_mb = max(total.tree_rss_mb, r.tree_rss_mb)
+            if r.timed_out:
+                total.timed_out = True
+                break
+            if r.rc != 0:
+                return total, outs, f"failed (exit {r.rc} on {p.name})"
+            outs.append(out)
+            done_bytes += sizes[p]
+            done_items += 1
+        if total.timed_out:
+            frac = done_bytes / max(1, sum(sizes.values()))
+            status = (f"timeout after {self.args.ds_timeout:.0f}s: partial, {done_items}/"
+                      f"{len(items)} dirs, {frac:.0%} of bytes")  # fmt: skip
+        else:
+            status = "ok"
+        return total, outs, status
+
+    def ensure_extracted(self) -> None:
+        """Extract the layers once for the directory scanners (timed separately)."""
+        if self.extraction is None:
+            log(f"extracting layers into {self.extract_dir} ...")
+            self.extraction = extract_layers(self.image, self.extract_dir)
+            log(f"extracted in {self.extraction['seconds']} s")
+
+    def parse(self, tool: str, outs: list[Path]) -> list[Hit]:
+        """Normalised findings of one tool run."""
+        if tool == "imgscan":
+            return parse_imgscan(outs[0], self.ctx)
+        if tool == "kingfisher":
+            return parse_kingfisher(outs[0], self.ctx)
+        if tool == "gitleaks":
+            return parse_gitleaks(outs[0], self.ctx)
+        return parse_detect_secrets(outs, self.ctx)
+
+    def cache_rescan(self) -> dict[str, Any]:
+        """Cold scan with an empty verdict cache, then a rescan; their wall-time ratio."""
+        h = _help([sys.executable, "-m", "imgscan.cli", "scan", "--help"], self.imgscan_env)
+        flag = "--cache-dir" if "--cache-dir" in h else "--cache" if "--cache " in h else None
+        if flag is None:
+            return {"status": "not available (imgscan scan has no --cache-dir / --cache)"}
+        cache = self.tmp / ("verdict-cache" if flag == "--cache-dir" else "verdict-cache.sqlite")
+        if cache.is_dir():
+            shutil.rmtree(cache)
+        cache.unlink(missing_ok=True)
+        res: dict[str, Any] = {"flag": flag}
+        for phase in ("cold", "warm"):
+            out = self.out / f"imgscan-cache-{phase}.json"
+            r = measure(self.imgscan_cmd(out, [flag, str(cache)]),
+                        stdout=out.with_suffix(".stdout"), stderr=out.with_suffix(".err"),
+                        timeout=self.args.timeout, env=self.imgscan_env, cwd=REPO)  # fmt: skip
+            st = self._status(r, out, ok_rc=(0, 1))
+            res[phase] = {"wall": round(r.wall, 2), "cpu": round(r.cpu, 2), "status": st}
+            if st == "ok":
+                hits = parse_imgscan(out, self.ctx)
+                res[phase]["findings"] = len(hits)
+                res[phase]["recall"] = score(hits, self.truth)["recall"]
+        if res["cold"]["status"] == res["warm"]["status"] == "ok" and res["cold"]["wall"]:
+            res["ratio"] = round(res["warm"]["wall"] / res["cold"]["wall"], 3)
+            res["status"] = "ok"
+        else:
+            res["status"] = "failed"
+        with contextlib.suppress(OSError):
+            shutil.rmtree(cache) if cache.is_dir() else cache.unlink(missing_ok=True)
+        return res
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def med(xs: list[float]) -> float:
+    """Median (0 for none)."""
+    return float(statistics.median(xs)) if xs else 0.0
+
+
+def render_md(res: dict[str, Any]) -> str:
+    """The results as Markdown tables."""
+    m = res["image"]
+    lines = [
+        f"# imgscan benchmark ({res['date']})",
+        "",
+        f"Image `{Path(m['image']).name}`: {m['uncompressed_bytes'] / 1e6:.0f} MB uncompressed "
+        f"({m['image_bytes'] / 1e6:.0f} MB gzip), {m['layers']} layers, {m['secrets']} planted "
+        f"secrets, {m['decoys']} decoys; rootfs: {m['rootfs_origin']}; image build "
+        f"{m['build_seconds']} s. Host: {res['host']['cpus']} CPUs, TMPDIR={res['tmpdir']}. "
+        f"Median of {res['repeat']} round(s); ratios vs kingfisher.",
+        "",
+        "| tool | status | wall s | CPU s | peak RSS MB (max proc / tree) | MB/s | wall × kf "
+        "| CPU × kf | recall | present | deleted | overwritten | archive | pyc | config "
+        "| decoy FP | planted-file FP | vendor findings |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|---|---|---:|---:|---:|",
+    ]
+    for name, t in res["tools"].items():
+        s = t.get("score") or {}
+        wall = f"{t['wall']:.2f}" if t.get("wall") is not None else "-"
+        if t.get("extract_seconds"):
+            wall += f" (+{t['extract_seconds']:.1f} extract)"
+        lines.append(
+            "| {n} | {st} | {w} | {c} | {r} | {mbs} | {rw} | {rc} | {rec} | {pr} | {de} | {ov} "
+            "| {ar} | {py} | {cf} | {df} | {pf} | {vf} |".format(
+                n=name, st=t["status"], w=wall,
+                c=f"{t['cpu']:.2f}" if t.get("cpu") is not None else "-",
+                r=f"{t['maxrss_mb']:.0f} / {t['tree_rss_mb']:.0f}" if t.get("maxrss_mb") else "-",
+                mbs=f"{t['mb_s']:.1f}" if t.get("mb_s") else "-",
+                rw=f"{t['wall_vs_kf']:.2f}" if t.get("wall_vs_kf") else "-",
+                rc=f"{t['cpu_vs_kf']:.2f}" if t.get("cpu_vs_kf") else "-",
+                rec=f"{s['recall']:.0%} ({s['found']})" if s else "-",
+                pr=s.get("present", "-"), de=s.get("deleted", "-"),
+                ov=s.get("overwritten", "-"), ar=s.get("archive", "-"), py=s.get("pyc", "-"),
+                cf=s.get("config", "-"), df=s.get("decoy_fp", "-"),
+                pf=s.get("planted_fp", "-"), vf=s.get("vendor_findings", "-"),
+            )  # fmt: skip
+        )
+    cr = res.get("cache_rescan")
+    if cr:
+        lines += ["", f"Verdict-cache rescan: {json.dumps(cr)}"]
+    sc = res.get("scaling")
+    if sc:
+        lines += ["", f"Scaling (imgscan): {json.dumps(sc)}"]
+    # per-secret matrix
+    names = [n for n, t in res["tools"].items() if t.get("score")]
+    lines += ["", "## Planted secrets found per tool", "",
+              "| id | kind | state | where | " + " | ".join(names) + " |",
+              "|---|---|---|---|" + "---|" * len(names)]  # fmt: skip
+    for rec in res["truth_secrets"]:
+        marks = ["✔" if rec["id"] in res["tools"][n]["score"]["found_ids"] else "·" for n in names]
+        lines.append(f"| {rec['id']} | {rec['kind']} | {rec['state']} | `{rec['path']}` | "
+                     + " | ".join(marks) + " |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    """CLI entry point."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--tools", default=",".join(ALL_TOOLS))
+    ap.add_argument("--size-factor", type=int, default=1)
+    ap.add_argument("--layout", choices=("gzip", "layers-gzip"), default="gzip")
+    ap.add_argument("--timeout", type=float, default=600, help="per tool run, seconds")
+    ap.add_argument("--ds-timeout", type=float, default=240, help="detect-secrets, seconds")
+    shm = Path("/dev/shm")
+    default_tmp = (shm / "imgscan-bench" if shm.is_dir() and os.access(shm, os.W_OK)
+                   else build_image.work_dir() / "tmp")  # fmt: skip
+    ap.add_argument("--tmpdir", default=str(default_tmp),
+                    help="TMPDIR for every tool and the extraction dir (default: tmpfs)")  # fmt: skip
+    ap.add_argument("--cache-rescan", action="store_true", help="imgscan verdict-cache rescan")
+    ap.add_argument("--scaling", action="store_true",
+                    help="also time imgscan on the --size-factor 10 image")  # fmt: skip
+    ap.add_argument("--keep-extract", action="store_true")
+    a = ap.parse_args()
+    tools = [t.strip() for t in a.tools.split(",") if t.strip()]
+    for t in tools:
+        if t not in ALL_TOOLS:
+            ap.error(f"unknown tool {t!r} (choose from {', '.join(ALL_TOOLS)})")
+
+    meta = build_image.build(a.size_factor, a.layout, build_image.DEFAULT_PACKAGES, 1337, False)
+    b = Bench(a, meta)
+    runs: dict[str, list[Run]] = {t: [] for t in tools}
+    statuses: dict[str, list[str]] = {t: [] for t in tools}
+    scores: dict[str, dict[str, Any]] = {}
+    for rnd in range(a.repeat):
+        order = tools[rnd % len(tools):] + tools[: rnd % len(tools)]
+        for tool in order:
+            log(f"round {rnd + 1}/{a.repeat}: {tool} ...")
+            r, outs, st = b.run_tool(tool, rnd)
+            runs[tool].append(r)
+            statuses[tool].append(st)
+            log(f"  {tool}: {st}, wall {r.wall:.2f}s cpu {r.cpu:.2f}s rss {r.maxrss_mb:.0f}MB")
+            usable = st == "ok" or st.startswith("timeout after")
+            if tool not in scores and usable:
+                try:
+                    scores[tool] = score(b.parse(tool, outs), b.truth)
+                except (OSError, ValueError, KeyError, TypeError) as exc:
+                    statuses[tool][-1] = f"unparseable output: {exc}"
+    mb = meta["uncompressed_bytes"] / 1e6
+    res: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "host": {"cpus": os.cpu_count()},
+        "tmpdir": str(b.tmp),
+        "repeat": a.repeat,
+        "image": meta,
+        "extraction": b.extraction,
+        "tools": {},
+        "truth_secrets": [{k: r[k] for k in ("id", "kind", "state", "path")}
+                          for r in b.truth["secrets"]],  # fmt: skip
+    }
+    for tool in tools:
+        good = [r for r, s in zip(runs[tool], statuses[tool], strict=True)
+                if s == "ok" or s.startswith("timeout after")]  # fmt: skip
+        entry: dict[str, Any] = {"status": statuses[tool][-1] if statuses[tool] else "not run",
+                                 "runs": [asdict(r) for r in runs[tool]]}  # fmt: skip
+        if good:
+            entry.update(
+                wall=med([r.wall for r in good]),
+                cpu=med([r.cpu for r in good]),
+                maxrss_mb=max(r.maxrss_mb for r in good),
+                tree_rss_mb=max(r.tree_rss_mb for r in good),
+                mb_s=mb / med([r.wall for r in good]) if med([r.wall for r in good]) else None,
+            )
+            if tool in ("gitleaks", "detect-secrets") and b.extraction:
+                entry["extract_seconds"] = b.extraction["seconds"]
+        entry["score"] = scores.get(tool)
+        res["tools"][tool] = entry
+    kf = res["tools"].get("kingfisher", {})
+    for t in res["tools"].values():
+        if kf.get("wall") and t.get("wall"):
+            t["wall_vs_kf"] = t["wall"] / kf["wall"]
+            t["cpu_vs_kf"] = t["cpu"] / kf["cpu"] if kf.get("cpu") else None
+    if a.cache_rescan:
+        log("verdict-cache rescan ...")
+        res["cache_rescan"] = b.cache_rescan()
+    if a.scaling:
+        log("scaling: building/timing the x10 image ...")
+        m10 = build_image.build(10, a.layout, build_image.DEFAULT_PACKAGES, 1337, False)
+        a10 = argparse.Namespace(**{**vars(a), "size_factor": 10})
+        b10 = Bench(a10, m10)
+        r10, _, st10 = b10.run_tool("imgscan", 0)
+        one = res["tools"].get("imgscan", {})
+        res["scaling"] = {
+            "x10_status": st10, "x10_wall": round(r10.wall, 2),
+            "x10_tree_rss_mb": round(r10.tree_rss_mb), "x10_bytes": m10["uncompressed_bytes"],
+            "byte_ratio": round(m10["uncompressed_bytes"] / meta["uncompressed_bytes"], 2),
+            "time_ratio": round(r10.wall / one["wall"], 2) if one.get("wall") else None,
+        }  # fmt: skip
+    if b.extraction and not a.keep_extract:
+        shutil.rmtree(b.extract_dir, ignore_errors=True)
+    RESULTS.mkdir(exist_ok=True)
+    tmp = RESULTS / "latest.json.tmp"
+    tmp.write_text(json.dumps(res, indent=1, default=str) + "\n")
+    tmp.rename(RESULTS / "latest.json")
+    md = render_md(res)
+    (RESULTS / "latest.md").write_text(md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
