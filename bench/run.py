@@ -383,10 +383,12 @@ def score(hits: list[Hit], truth: dict[str, Any]) -> dict[str, Any]:
     """Recall per state, decoy false positives and unmatched findings of one tool."""
     secrets = [TruthItem.of(r) for r in truth["secrets"]]
     decoys = [TruthItem.of(r) for r in truth["decoys"]]
-    planted_paths = {t.path.split("!")[0] for t in secrets + decoys}
+    secret_paths = {t.path.split("!")[0] for t in secrets}
+    decoy_paths = {t.path.split("!")[0] for t in decoys} - secret_paths
     found: set[str] = set()
     decoy_hit: set[str] = set()
     planted_fp: list[str] = []
+    extra: list[str] = []
     vendor = 0
     for h in hits:
         ok = [t.rec["id"] for t in secrets if t.matches(h)]
@@ -396,8 +398,10 @@ def score(hits: list[Hit], truth: dict[str, Any]) -> dict[str, Any]:
         bad = [t.rec["id"] for t in decoys if t.matches(h)]
         if bad:
             decoy_hit.update(bad)
-        elif h.path.split("!")[0] in planted_paths or h.path == "<config>":
+        elif h.path.split("!")[0] in decoy_paths:
             planted_fp.append(f"{h.path}:{h.line} {h.rule}")
+        elif h.path.split("!")[0] in secret_paths or h.path == "<config>":
+            extra.append(f"{h.path}:{h.line} {h.rule}")
         else:
             vendor += 1
 
@@ -419,6 +423,8 @@ def score(hits: list[Hit], truth: dict[str, Any]) -> dict[str, Any]:
         "decoys_hit": sorted(decoy_hit),
         "planted_fp": len(planted_fp),
         "planted_fp_list": planted_fp[:40],
+        "extra_in_secret_files": len(extra),
+        "extra_list": extra[:40],
         "vendor_findings": vendor,
         "found_ids": sorted(found),
     }

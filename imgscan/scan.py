@@ -28,6 +28,7 @@ from imgscan.detect.engine import ContentScanner, EngineOptions
 from imgscan.detect.pem import PemKeyDetector
 from imgscan.layers import capture
 from imgscan.layers.overlay import Overlay, build_overlay
+from imgscan.layers.compression import LayerLimitExceeded
 from imgscan.layers.walker import LayerWalker, WalkLimits
 from imgscan.model import (
     Category,
@@ -138,38 +139,47 @@ def scan_layer(
     hashes: dict[str, tuple[str, str]] = {}
     captured_total = 0
     seen_bytes = 0
-    for entry in walker:
-        ev = entry.event
-        events.append(ev)
-        if ev.kind is not EntryKind.FILE or entry.reader is None:
-            continue
-        seen_bytes += ev.size
-        if progress is not None:
-            progress(blob.index, total_layers, seen_bytes)
-        want_capture = capture.wants(ev.path, ev.size)
-        if detectors is None or not detectors.content:
+    current = "/"
+    entries = iter(walker)
+    try:
+        for entry in entries:
+            ev = entry.event
+            current = ev.path
+            events.append(ev)
+            if ev.kind is not EntryKind.FILE or entry.reader is None:
+                continue
+            seen_bytes += ev.size
+            if progress is not None:
+                progress(blob.index, total_layers, seen_bytes)
+            want_capture = capture.wants(ev.path, ev.size)
+            if detectors is None or not detectors.content:
+                if want_capture:
+                    data = entry.reader.read(ev.size)
+                    if captured_total + len(data) <= capture.MAX_CAPTURE_TOTAL:
+                        files[ev.path] = data
+                        captured_total += len(data)
+                continue
+            ctx = FileContext(path=ev.path, layer=blob.index, size=ev.size, mode=ev.mode)
             if want_capture:
                 data = entry.reader.read(ev.size)
                 if captured_total + len(data) <= capture.MAX_CAPTURE_TOTAL:
                     files[ev.path] = data
                     captured_total += len(data)
-            continue
-        ctx = FileContext(path=ev.path, layer=blob.index, size=ev.size, mode=ev.mode)
-        if want_capture:
-            data = entry.reader.read(ev.size)
-            if captured_total + len(data) <= capture.MAX_CAPTURE_TOTAL:
-                files[ev.path] = data
-                captured_total += len(data)
+                else:
+                    unscanned.append(Unscanned(blob.index, ev.path,
+                                               "capture budget exhausted; not kept for analyzers"))
+                res = detectors.scanner.scan_reader(ctx, io.BytesIO(data), len(data))
             else:
-                unscanned.append(Unscanned(blob.index, ev.path,
-                                           "capture budget exhausted; not kept for analyzers"))
-            res = detectors.scanner.scan_reader(ctx, io.BytesIO(data), len(data))
-        else:
-            res = detectors.scanner.scan_reader(ctx, entry.reader, ev.size)
-        findings.extend(res.findings)
-        unscanned.extend(res.unscanned)
-        if res.findings and res.md5 and res.sha256:
-            hashes[ev.path] = (res.md5, res.sha256)
+                res = detectors.scanner.scan_reader(ctx, entry.reader, ev.size)
+            findings.extend(res.findings)
+            unscanned.extend(res.unscanned)
+            if res.findings and res.md5 and res.sha256:
+                hashes[ev.path] = (res.md5, res.sha256)
+    except LayerLimitExceeded:
+        walker.record_limit(current)
+        close = getattr(entries, "close", None)
+        if close is not None:
+            close()
     unscanned.extend(walker.stats.unscanned)
     return LayerResult(
         index=blob.index,

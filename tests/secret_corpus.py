@@ -1,3 +1,4 @@
+# ruff: noqa: E501
 """Generated test corpora for the pattern engine: planted fake secrets and realistic decoys.
 
 Every secret here is generated from a seeded RNG (or is a published documentation value
@@ -47,10 +48,19 @@ class _Gen:
         while True:
             v = "".join(self.rng.choice(chars) for _ in range(n))
             low = v.lower()
-            if any(w in low for w in ("xxxx", "fake", "sample", "example", "dummy", "test", "secret", "token")):
+            if any(
+                w in low
+                for w in ("xxxx", "fake", "sample", "example", "dummy", "test", "secret", "token")
+            ):
                 continue
-            if n >= 8 and chars in (A62, B64, B64U) and not (
-                any(c.isupper() for c in v) and any(c.islower() for c in v) and any(c.isdigit() for c in v)
+            if (
+                n >= 8
+                and chars in (A62, B64, B64U)
+                and not (
+                    any(c.isupper() for c in v)
+                    and any(c.islower() for c in v)
+                    and any(c.isdigit() for c in v)
+                )
             ):
                 continue
             return v
@@ -88,9 +98,18 @@ def _kinds(g: _Gen) -> list[tuple[str, str, Callable[[], str]]]:
         ("github-pat", "GITHUB_TOKEN", lambda: g.checksummed("ghp")),
         ("github-fine-grained", "GH_PAT", lambda: f"github_pat_{g.s(A62, 22)}_{g.s(A62, 59)}"),
         ("gitlab-pat", "GITLAB_TOKEN", lambda: "glpat-" + g.s(A62, 20)),
-        ("slack-bot", "SLACK_BOT_TOKEN", lambda: f"xoxb-{g.s(string.digits, 12)}-{g.s(string.digits, 13)}-{g.s(A62, 24)}"),
-        ("slack-webhook", "SLACK_WEBHOOK_URL",
-         lambda: f"https://hooks.slack.com/services/T{g.s(B32, 10)}/B{g.s(B32, 10)}/{g.s(A62, 24)}"),
+        (
+            "slack-bot",
+            "SLACK_BOT_TOKEN",
+            lambda: f"xoxb-{g.s(string.digits, 12)}-{g.s(string.digits, 13)}-{g.s(A62, 24)}",
+        ),
+        (
+            "slack-webhook",
+            "SLACK_WEBHOOK_URL",
+            lambda: (
+                f"https://hooks.slack.com/services/T{g.s(B32, 10)}/B{g.s(B32, 10)}/{g.s(A62, 24)}"
+            ),
+        ),
         ("stripe", "STRIPE_SECRET_KEY", lambda: "sk_live_" + g.s(A62, 32)),
         ("sendgrid", "SENDGRID_API_KEY", lambda: f"SG.{g.s(B64U, 22)}.{g.s(B64U, 43)}"),
         ("openai", "OPENAI_API_KEY", lambda: f"sk-proj-{g.s(B64U, 40)}T3BlbkFJ{g.s(B64U, 40)}"),
@@ -134,26 +153,70 @@ def _render_value(kind: str, value: str) -> str:
 
 _FORMATS: dict[str, tuple[str, Callable[[str, str], str], str, str]] = {
     # name: (path, line renderer(var, value), header, footer)
-    "env": ("/app/.env", lambda k, v: f"{k}={v}", "# service settings\nAPP_ENV=production\nLOG_LEVEL=info\n", "PORT=8080\n"),
-    "yaml": ("/app/config/settings.yaml", lambda k, v: f"  {k.lower()}: {v}",
-             "service:\n  name: billing\n  replicas: 3\n  image: registry.corp.local/billing:1.4.2\n", "  timeout: 30s\n"),
-    "json": ("/app/config/appsettings.json", lambda k, v: f'  "{k.lower()}": "{v}",',
-             '{\n  "name": "billing",\n  "version": "1.4.2",\n', '  "debug": false\n}\n'),
-    "ini": ("/etc/billing/billing.ini", lambda k, v: f"{k.lower()} = {v}",
-            "[server]\nhost = 0.0.0.0\nport = 8080\n\n[credentials]\n", "\n[logging]\nlevel = info\n"),
-    "properties": ("/opt/app/application.properties", lambda k, v: f"app.{k.lower().replace('_', '.')}={v}" if
-                   not k.endswith("PASSWORD") else f"spring.datasource.{k.lower()}={v}",
-                   "server.port=8080\nspring.application.name=billing\n", "management.endpoints.web.exposure.include=health\n"),
-    "xml": ("/opt/app/conf/service.xml", lambda k, v: f"    <{_camel(k)}>{v}</{_camel(k)}>",
-            '<?xml version="1.0" encoding="UTF-8"?>\n<configuration>\n  <settings>\n', "  </settings>\n</configuration>\n"),
-    "python": ("/app/billing/settings.py", lambda k, v: f'{k} = "{v}"',
-               'import os\n\nDEBUG = False\nALLOWED_HOSTS = ["billing.corp.local"]\n', 'TIME_ZONE = "UTC"\n'),
-    "js": ("/app/src/config.js", lambda k, v: f"  {_camel(k)}: '{v}',",
-           "'use strict';\n\nmodule.exports = {\n  port: 8080,\n", "  retries: 3,\n};\n"),
-    "shell": ("/usr/local/bin/entrypoint.sh", lambda k, v: f'export {k}="{v}"',
-              "#!/bin/sh\nset -eu\ncd /app\n", 'exec "$@"\n'),
-    "dockerfile": ("/app/Dockerfile", lambda k, v: f"ENV {k}={v}",
-                   "FROM python:3.12-slim\nWORKDIR /app\nCOPY . .\n", 'CMD ["python", "-m", "billing"]\n'),
+    "env": (
+        "/app/.env",
+        lambda k, v: f"{k}={v}",
+        "# service settings\nAPP_ENV=production\nLOG_LEVEL=info\n",
+        "PORT=8080\n",
+    ),
+    "yaml": (
+        "/app/config/settings.yaml",
+        lambda k, v: f"  {k.lower()}: {v}",
+        "service:\n  name: billing\n  replicas: 3\n  image: registry.corp.local/billing:1.4.2\n",
+        "  timeout: 30s\n",
+    ),
+    "json": (
+        "/app/config/appsettings.json",
+        lambda k, v: f'  "{k.lower()}": "{v}",',
+        '{\n  "name": "billing",\n  "version": "1.4.2",\n',
+        '  "debug": false\n}\n',
+    ),
+    "ini": (
+        "/etc/billing/billing.ini",
+        lambda k, v: f"{k.lower()} = {v}",
+        "[server]\nhost = 0.0.0.0\nport = 8080\n\n[credentials]\n",
+        "\n[logging]\nlevel = info\n",
+    ),
+    "properties": (
+        "/opt/app/application.properties",
+        lambda k, v: (
+            f"app.{k.lower().replace('_', '.')}={v}"
+            if not k.endswith("PASSWORD")
+            else f"spring.datasource.{k.lower()}={v}"
+        ),
+        "server.port=8080\nspring.application.name=billing\n",
+        "management.endpoints.web.exposure.include=health\n",
+    ),
+    "xml": (
+        "/opt/app/conf/service.xml",
+        lambda k, v: f"    <{_camel(k)}>{v}</{_camel(k)}>",
+        '<?xml version="1.0" encoding="UTF-8"?>\n<configuration>\n  <settings>\n',
+        "  </settings>\n</configuration>\n",
+    ),
+    "python": (
+        "/app/billing/settings.py",
+        lambda k, v: f'{k} = "{v}"',
+        'import os\n\nDEBUG = False\nALLOWED_HOSTS = ["billing.corp.local"]\n',
+        'TIME_ZONE = "UTC"\n',
+    ),
+    "js": (
+        "/app/src/config.js",
+        lambda k, v: f"  {_camel(k)}: '{v}',",
+        "'use strict';\n\nmodule.exports = {\n  port: 8080,\n",
+        "  retries: 3,\n};\n",
+    ),
+    "shell": (
+        "/usr/local/bin/entrypoint.sh",
+        lambda k, v: f'export {k}="{v}"',
+        "#!/bin/sh\nset -eu\ncd /app\n",
+        'exec "$@"\n',
+    ),
+    "dockerfile": (
+        "/app/Dockerfile",
+        lambda k, v: f"ENV {k}={v}",
+        "FROM python:3.12-slim\nWORKDIR /app\nCOPY . .\n",
+        'CMD ["python", "-m", "billing"]\n',
+    ),
 }
 
 
@@ -178,13 +241,28 @@ def planted_corpus(seed: int = 20261129) -> list[CorpusFile]:
         out.append(CorpusFile(path, ("\n".join(lines) + "\n").encode(), tuple(planted)))
     # a key file and a service-account JSON, where keys usually hide
     key_b64 = base64.b64encode(_pkcs8(g)).decode()
-    pem = "-----BEGIN PRIVATE KEY-----\n" + "\n".join(
-        key_b64[i : i + 64] for i in range(0, len(key_b64), 64)) + "\n-----END PRIVATE KEY-----"
-    out.append(CorpusFile("/root/.ssh/deploy_key", (pem + "\n").encode(), (Planted("private-key", pem),)))
+    pem = (
+        "-----BEGIN PRIVATE KEY-----\n"
+        + "\n".join(key_b64[i : i + 64] for i in range(0, len(key_b64), 64))
+        + "\n-----END PRIVATE KEY-----"
+    )
+    out.append(
+        CorpusFile("/root/.ssh/deploy_key", (pem + "\n").encode(), (Planted("private-key", pem),))
+    )
     sa_key = pem.replace("\n", "\\n") + "\\n"
-    sa = json.dumps({"type": "service_account", "project_id": "billing-prod", "private_key_id": g.s(HEX, 40),
-                     "private_key": pem + "\n", "client_email": "ci@billing-prod.iam.gserviceaccount.com"}, indent=2)
-    out.append(CorpusFile("/app/gcp-sa.json", sa.encode(), (Planted("gcp-service-account", sa_key),)))
+    sa = json.dumps(
+        {
+            "type": "service_account",
+            "project_id": "billing-prod",
+            "private_key_id": g.s(HEX, 40),
+            "private_key": pem + "\n",
+            "client_email": "ci@billing-prod.iam.gserviceaccount.com",
+        },
+        indent=2,
+    )
+    out.append(
+        CorpusFile("/app/gcp-sa.json", sa.encode(), (Planted("gcp-service-account", sa_key),))
+    )
     return out
 
 
@@ -224,7 +302,7 @@ DECOYS: dict[str, str] = {
     "aWF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c\n",
     "/app/.env.example": "DB_PASSWORD=\nAPI_KEY=<your-api-key>\nGITHUB_TOKEN=ghp_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n"
     "SLACK_BOT_TOKEN=xoxb-your-token\nSECRET_KEY=changeme\nSTRIPE_SECRET_KEY=sk_live_xxxxxxxxxxxxxxxxxxxxxxxx\n",
-    "/app/config/settings.yaml": "database:\n  password: ${DB_PASSWORD}\n  user: app\napi:\n  key: \"{{ .Values.apiKey }}\"\n"
+    "/app/config/settings.yaml": 'database:\n  password: ${DB_PASSWORD}\n  user: app\napi:\n  key: "{{ .Values.apiKey }}"\n'
     "  token: null\nauth:\n  password: ~\n  secretName: billing-db-credentials\n"
     "  valueFrom:\n    secretKeyRef:\n      name: db\n      key: password\n",
     "/app/billing/db.py": """import os
@@ -269,12 +347,12 @@ digest = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b85
     "  - name: API_TOKEN_FILE\n    value: /run/secrets/api_token\n",
     "/app/terraform/variables.tf": 'variable "db_password" {\n  type      = string\n  sensitive = true\n}\n'
     'resource "aws_db_instance" "db" {\n  password = var.db_password\n}\n',
-    "/app/ansible/group_vars/all.yml": "db_password: \"{{ vault_db_password }}\"\napi_token: !vault |\n"
+    "/app/ansible/group_vars/all.yml": 'db_password: "{{ vault_db_password }}"\napi_token: !vault |\n'
     "  $ANSIBLE_VAULT;1.1;AES256\n  6231336132303837\n",
     "/app/php/config.php": "<?php\n$config['db_password'] = getenv('DB_PASSWORD');\n$config['api_key'] = $_ENV['API_KEY'];\n",
     "/app/Gemfile.lock": "GEM\n  remote: https://rubygems.org/\n  specs:\n    rake (13.2.1)\n\nBUNDLED WITH\n   2.5.11\n",
     "/app/uuid.txt": "1b4e28ba-2fa1-11d2-883f-0016d3cca427\n6fa459ea-ee8a-3ca4-894e-db77e160355e\n",
-    "/app/Dockerfile": "FROM node:20\nARG NPM_TOKEN\nRUN echo \"//npm.registry.example/:_authToken=${NPM_TOKEN}\" > .npmrc\n"
+    "/app/Dockerfile": 'FROM node:20\nARG NPM_TOKEN\nRUN echo "//npm.registry.example/:_authToken=${NPM_TOKEN}" > .npmrc\n'
     "ENV NODE_ENV=production\n",
 }
 

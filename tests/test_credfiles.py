@@ -17,6 +17,7 @@ from imgscan.detect.credfiles import (
     CredentialFileDetector,
     env_value_is_secret,
     is_pkcs12,
+    jks_private_entries,
     parser_for,
 )
 
@@ -249,6 +250,35 @@ def test_jks_magic() -> None:
     hits = _scan("/opt/app/keystore.bin", blob)
     assert [(h.rule, h.no_line) for h in hits] == [("credfile-jks", True)]
     assert base64.b64decode(hits[0].secret) == blob
+
+
+@pytest.mark.skipif(shutil.which("keytool") is None, reason="keytool (JDK) not installed")
+def test_real_jks_keystore_and_truststore(tmp_path: Path) -> None:
+    ks = tmp_path / "app.jks"
+    subprocess.run(
+        ["keytool", "-genkeypair", "-keystore", str(ks), "-storetype", "JKS", "-storepass",
+         "test-only", "-keypass", "test-only", "-alias", "app", "-keyalg", "RSA", "-keysize",
+         "1024", "-dname", "CN=imgscan-test", "-validity", "1"],
+        check=True, capture_output=True, timeout=120,
+    )
+    blob = ks.read_bytes()
+    assert jks_private_entries(blob) == 1
+    assert [h.rule for h in _scan("/opt/app/app.jks", blob)] == ["credfile-jks"]
+    cert = tmp_path / "c.der"
+    subprocess.run(
+        ["keytool", "-exportcert", "-keystore", str(ks), "-storepass", "test-only", "-alias",
+         "app", "-file", str(cert)],
+        check=True, capture_output=True, timeout=120,
+    )
+    ts = tmp_path / "trust.jks"
+    subprocess.run(
+        ["keytool", "-importcert", "-noprompt", "-keystore", str(ts), "-storetype", "JKS",
+         "-storepass", "test-only", "-alias", "ca", "-file", str(cert)],
+        check=True, capture_output=True, timeout=120,
+    )
+    trust = ts.read_bytes()
+    assert jks_private_entries(trust) == 0
+    assert _scan("/etc/ssl/certs/java/cacerts", trust) == []
 
 
 def test_random_binary_is_not_a_keystore() -> None:

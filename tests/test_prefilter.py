@@ -63,8 +63,11 @@ def test_empty_and_missing(engine: str) -> None:
 @settings(max_examples=60, deadline=None)
 @given(
     pieces=st.lists(
-        st.one_of(st.binary(max_size=20), st.sampled_from([k.encode() for k in KEYWORDS]),
-                  st.sampled_from([k.upper().encode() for k in KEYWORDS])),
+        st.one_of(
+            st.binary(max_size=20),
+            st.sampled_from([k.encode() for k in KEYWORDS]),
+            st.sampled_from([k.upper().encode() for k in KEYWORDS]),
+        ),
         max_size=30,
     )
 )

@@ -177,8 +177,12 @@ _KEYWORD_CONTEXT_RE = re.compile(
 _NOT_SECRET_CONTEXT_RE = re.compile(
     r"(?:sha-?(?:1|224|256|384|512)|md5|hash|digest|checksum|integrity|fingerprint|commit"
     r"|revision|\brev\b|etag|nonce|uuid|guid|\bid\b|_id\b|data:[a-z]+/[a-z0-9.+-]+;base64"
-    r"|signature|\bsri\b|sourcemappingurl|public_?key|pubkey|certificate|\bcert\b)"
+    r"|signature|\bsri\b|sourcemappingurl|public_?key|pubkey|certificate|\bcert\b"
+    r"|next[_-]?(?:page[_-]?)?token|page[_-]?token|continuation[_-]?token|pagination[_-]?token"
+    r"|starting[_-]?token|sync[_-]?token|\bmarker\b|cursor|-id\b)"
 )  # matched against lower-cased text
+# camelCase keys naming an id, ARN or name: "JobId", "DbClusterResourceId", "RoleArn"
+_CAMEL_ID_RE = re.compile(r"[a-z](?:Id|ID|Ids|Arn|ARN|Name|Identifier|Sha|SHA|Hash|Digest)\b")
 _QUOTED_TOKEN_RE = re.compile(r"([\"'`])([A-Za-z0-9+/=_\-]{20,})\1")
 _ASSIGNED_TOKEN_RE = re.compile(r"(?:[:=]|=>)\s*([A-Za-z0-9+/=_\-]{20,})(?=\s*(?:$|[,;#)\]}]))")
 _AUTH_HEADER_TOKEN_RE = re.compile(r"\b(?:bearer|basic|token)\s+([A-Za-z0-9+/=_\-.~]{20,})", re.I)
@@ -229,6 +233,8 @@ def _decodes_to_placeholder(token: str) -> bool:
     if not raw or any(b < 0x20 or b > 0x7E for b in raw):
         return False
     text = raw.decode("ascii")
+    if text.count(" ") >= 2:
+        return True  # base64 of prose (documentation examples)
     return is_placeholder(text) or looks_like_identifier(text.replace(":", "_"))
 _LONG_RUN_RE = re.compile(r"[A-Za-z0-9+/_\-]{20,}")
 
@@ -274,12 +280,22 @@ _SEGMENT_RE = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|[0-9]+")
 def looks_like_identifier(s: str) -> bool:
     """Whether a string reads as words (CamelCase, snake_case, kebab-case), not random data."""
     segments = _SEGMENT_RE.findall(s)
-    if not segments:
-        return False
     letters = [seg for seg in segments if not seg.isdigit()]
-    if not letters:
+    if not letters or len(segments) - len(letters) > 2:
         return False
     return sum(len(seg) for seg in letters) / len(letters) >= 4.0
+
+
+_PART_SPLIT_RE = re.compile(r"[-_]+")
+
+
+def _is_hyphenated_name(s: str) -> bool:
+    """``Infra-ECS-Cluster-x-3fIpdk``: a generated resource name, made mostly of words."""
+    parts = [p for p in _PART_SPLIT_RE.split(s) if p]
+    if len(parts) < 4:
+        return False
+    wordy = sum(1 for p in parts if p.isalpha() and len(p) >= 3)
+    return wordy * 2 >= len(parts)
 
 
 def _char_classes(s: str) -> int:
@@ -393,7 +409,10 @@ class EntropyDetector:
         outside = _LONG_RUN_RE.sub(_blank_random_run, line)
         low = outside.lower()
         keyword_ctx = _KEYWORD_CONTEXT_RE.search(low) is not None
-        hashy = _NOT_SECRET_CONTEXT_RE.search(low) is not None
+        hashy = (
+            _NOT_SECRET_CONTEXT_RE.search(low) is not None
+            or _CAMEL_ID_RE.search(outside) is not None
+        )
         if keyword_ctx and not is_indirect_reference(line):
             for value in self._keyword.analyze_string(line, denylist_regex_to_group=regexes):
                 if value.strip().strip("\"'`") in reported:
@@ -449,7 +468,9 @@ class EntropyDetector:
             or is_potential_uuid(v)
         ):
             return None
-        if hashy and (all(c in _HEX for c in v) or v.startswith(("$2", "$1$", "$5$", "$6$"))):
+        if all(c in _HEX for c in v) and (hashy or len(v) < 32):
+            return None  # short hex values are ids/hashes; long ones need a non-hash context
+        if hashy and v.startswith(("$2", "$1$", "$5$", "$6$")):
             return None
         entropy = self._b64.calculate_shannon_entropy(v)
         if entropy < 2.0:
@@ -478,8 +499,10 @@ class EntropyDetector:
             return None  # data: URI payload, SRI integrity value
         if _CERT_MARKER in token[:24] or _decodes_to_placeholder(tok):
             return None
-        if token.startswith(_ENCODED_DATA_PREFIXES) or (
-            looks_like_identifier(tok) and sum(c.isdigit() for c in tok) <= 2
+        if (
+            token.startswith(_ENCODED_DATA_PREFIXES)
+            or looks_like_identifier(tok)
+            or _is_hyphenated_name(tok)
         ):
             return None  # base64 of an image, font, archive or document
         if all(c in _HEX for c in tok):

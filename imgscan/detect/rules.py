@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import math
 import re
-import re._constants as sre_c
-import re._parser as sre_p
 import tomllib
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
@@ -68,6 +67,10 @@ DEFAULT_ALLOW: tuple[str, ...] = (
     r"^(.)\1+$",  # aaaaaaaa, 00000000
     r"(?i)abcdefghij|0123456789|1234567890|qwertyuiop",  # keyboard and alphabet runs
 )
+
+# The stdlib regex parser (private, but stable across 3.11-3.13) drives the backtracking lint.
+sre_p: Any = importlib.import_module("re._parser")
+sre_c: Any = importlib.import_module("re._constants")
 
 _SEVERITIES = {s.value: s for s in Severity}
 _KEYS = {
@@ -282,9 +285,8 @@ def _has_repeat(tree: Any, unbounded_only: bool) -> bool:
         elif op is sre_c.BRANCH:
             if any(_has_repeat(b, unbounded_only) for b in av[1]):
                 return True
-        elif op in (sre_c.ASSERT, sre_c.ASSERT_NOT):
-            if _has_repeat(av[1], unbounded_only):
-                return True
+        elif op in (sre_c.ASSERT, sre_c.ASSERT_NOT) and _has_repeat(av[1], unbounded_only):
+            return True
     return False
 
 
@@ -310,9 +312,9 @@ def _str_list(value: Any, what: str, err: Callable[[str], RuleError]) -> tuple[s
     return tuple(value)
 
 
-def _compile_str(patterns: Sequence[str], what: str, err: Callable[[str], RuleError]) -> tuple[
-    re.Pattern[str], ...
-]:
+def _compile_str(
+    patterns: Sequence[str], what: str, err: Callable[[str], RuleError]
+) -> tuple[re.Pattern[str], ...]:
     out = []
     for p in patterns:
         try:
@@ -421,8 +423,9 @@ def _build_rule(raw: Any, source: str) -> Rule:
         paths=_str_list(raw.get("paths"), "paths", err),
         exclude_paths=_str_list(raw.get("exclude_paths"), "exclude_paths", err),
         allow=_compile_str(allow_src, "allow", err),
-        allow_match=_compile_str(_str_list(raw.get("allow_match"), "allow_match", err),
-                                 "allow_match", err),
+        allow_match=_compile_str(
+            _str_list(raw.get("allow_match"), "allow_match", err), "allow_match", err
+        ),
         stopwords=stopwords,
         validator=validator,
         require_valid=bool(raw.get("require_valid", False)),
@@ -536,9 +539,9 @@ def check_rule(rule: Rule) -> list[ExampleResult]:
             continue
         out.append(ExampleResult(rule.source, rule.id, "example", ex.text, True))
     for text in rule.counter_examples:
-        found = [h.secret for h in rule.find(text.encode("utf-8", "surrogateescape"))]
-        ok = not found
-        msg = "" if ok else f"unexpected match {found!r}"
+        bad = [h.secret for h in rule.find(text.encode("utf-8", "surrogateescape"))]
+        ok = not bad
+        msg = "" if ok else f"unexpected match {bad!r}"
         out.append(ExampleResult(rule.source, rule.id, "counter_example", text, ok, msg))
     return out
 

@@ -36,7 +36,7 @@ def github_checksum(secret: str) -> bool | None:
     prefix, sep, rest = secret.partition("_")
     if not sep or len(rest) != 36 or not rest.isalnum() or not rest.isascii():
         return None if not sep else False
-    if not (prefix in {"ghp", "gho", "ghu", "ghs", "ghr", "npm"}):
+    if prefix not in {"ghp", "gho", "ghu", "ghs", "ghr", "npm"}:
         return None
     return crc32_base62_checksum(rest[:30]) == rest[30:]
 
@@ -58,7 +58,7 @@ def jwt(secret: str) -> bool:
             payload = json.loads(_b64url(parts[1]))
             if not isinstance(payload, dict):
                 return False
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, binascii.Error, UnicodeDecodeError, RecursionError):
         return False
     return True
 
@@ -85,9 +85,7 @@ def basic_auth(secret: str) -> bool:
 
 # ---------------------------------------------------------------------------- private keys
 
-_PEM_RE = re.compile(
-    r"-----BEGIN ([A-Z0-9 ]{0,40})-----(.{0,200000}?)-----END \1-----", re.DOTALL
-)
+_PEM_RE = re.compile(r"-----BEGIN ([A-Z0-9 ]{0,40})-----(.{0,200000}?)-----END \1-----", re.DOTALL)
 
 
 def _der_tlv(buf: bytes, pos: int) -> tuple[int, int, int]:

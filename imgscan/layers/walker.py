@@ -10,7 +10,7 @@ import io
 import posixpath
 import tarfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -160,7 +160,8 @@ class LayerWalker:
             raise LayerError(f"{what}: unsupported layer compression {comp}")
         plain = HashingReader(inner, limit=self.limits.max_layer_bytes, what=what)
         try:
-            yield from self._entries(plain, what)
+            tail = yield from self._entries(plain, what)
+            self._check_tail(tail, what)
             plain.drain()
             if comp != "none":
                 inner.read(1)  # let the decompressor see the end of its input
@@ -169,14 +170,7 @@ class LayerWalker:
         except LayerLimitExceeded:
             self.stats.uncompressed_bytes = plain.count
             self.stats.compressed_bytes = outer.count
-            self.stats.unscanned.append(
-                Unscanned(
-                    self.blob.index,
-                    "/",
-                    f"layer stopped after {self.limits.max_layer_bytes} uncompressed bytes "
-                    "(decompression bomb cap); the rest of the layer was not scanned",
-                )
-            )
+            self.record_limit("/")
             return
         except (EOFError, zlib.error, OSError, ValueError) as exc:
             msg = str(exc) or type(exc).__name__
@@ -196,7 +190,39 @@ class LayerWalker:
                 f"uncompressed content is {plain.digest()})"
             )
 
-    def _entries(self, plain: HashingReader, what: str) -> Iterator[Entry]:
+    def record_limit(self, path: str) -> None:
+        """Note that the layer hit the uncompressed-bytes cap (while reading ``path``)."""
+        self.stats.unscanned.append(
+            Unscanned(
+                self.blob.index,
+                path,
+                f"layer stopped after {self.limits.max_layer_bytes} uncompressed bytes "
+                "(decompression bomb cap); the rest of the layer was not scanned",
+            )
+        )
+
+    @staticmethod
+    def _check_tail(tail: tuple[BinaryIO, int], what: str) -> None:
+        """After the end-of-archive marker only zero padding may follow.
+
+        tarfile stops quietly at an invalid header that is not the first one, which
+        would hide every later entry of the layer: any non-zero byte after the point
+        where it stopped means the tar is corrupt.
+        """
+        stream, offset = tail
+        while True:
+            chunk = stream.read(1 << 20)
+            if not chunk:
+                return
+            if chunk.strip(b"\0"):
+                raise LayerError(
+                    f"{what}: corrupt tar stream (invalid header near offset {offset}; "
+                    "entries after it would be hidden)"
+                )
+
+    def _entries(
+        self, plain: HashingReader, what: str
+    ) -> Generator[Entry, None, tuple[BinaryIO, int]]:
         index = self.blob.index
         # Random-access mode over a forward-only seekable stream: tarfile's stream mode
         # ("r|") re-copies its buffer on every header read and is several times slower.
@@ -212,8 +238,10 @@ class LayerWalker:
                 if entry.event.kind is EntryKind.FILE and not entry.sparse:
                     entry.reader = tf.extractfile(info)
                 yield entry
+            stop = tf.offset
         finally:
             tf.close()
+        return buffered, stop
 
     def _entry(self, info: tarfile.TarInfo, index: int) -> Entry | None:
         path = normalize_path(info.name)
