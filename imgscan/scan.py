@@ -9,22 +9,22 @@ is what lets them be cached by diff_id and scanned in parallel.
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import dataclasses
+import hashlib
 import io
 import json
 import multiprocessing
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from imgscan import __version__
 from imgscan.detect.base import ContentDetector, FileContext, ImageAnalyzer, ImageContext
-from imgscan.detect.engine import ContentScanner, EngineOptions
+from imgscan.detect.engine import ContentScanner, EngineOptions, FileScan
 from imgscan.detect.pem import PemKeyDetector
 from imgscan.layers import capture
 from imgscan.layers.overlay import Overlay, build_overlay
@@ -128,6 +128,8 @@ def scan_layer(
     limits: WalkLimits,
     progress: ProgressFn | None = None,
     total_layers: int = 0,
+    *,
+    pool: DetectionPool | None = None,
 ) -> LayerResult:
     """Walk one layer blob once: record every entry, scan regular files, capture small ones."""
     t0 = time.perf_counter()
@@ -160,6 +162,13 @@ def scan_layer(
                         captured_total += len(data)
                 continue
             ctx = FileContext(path=ev.path, layer=blob.index, size=ev.size, mode=ev.mode)
+            if pool is not None and ev.size <= limits.chunk_size:
+                data = entry.reader.read(ev.size)
+                if want_capture and captured_total + len(data) <= capture.MAX_CAPTURE_TOTAL:
+                    files[ev.path] = data
+                    captured_total += len(data)
+                pool.submit(ctx, data)
+                continue
             if want_capture:
                 data = entry.reader.read(ev.size)
                 if captured_total + len(data) <= capture.MAX_CAPTURE_TOTAL:
@@ -180,6 +189,12 @@ def scan_layer(
         close = getattr(entries, "close", None)
         if close is not None:
             close()
+    if pool is not None:
+        for path, res in pool.drain():
+            findings.extend(res.findings)
+            unscanned.extend(res.unscanned)
+            if res.findings and res.md5 and res.sha256:
+                hashes[path] = (res.md5, res.sha256)
     unscanned.extend(walker.stats.unscanned)
     return LayerResult(
         index=blob.index,
@@ -228,7 +243,14 @@ def finalize(image: ImageInfo, findings: Iterable[Finding], overlay: Overlay) ->
             if st is not None:
                 updates["status"] = st.status
                 if st.status is not Status.PRESENT:
-                    updates["removed_in_layer"] = st.changed_in_layer
+                    link = overlay.still_linked(outer_path(f.path), f.layer)
+                    if link is not None:  # the name is gone, the content is not
+                        updates["status"] = Status.PRESENT
+                        updates["note"] = (f"{st.status} at this path in layer "
+                                           f"{st.changed_in_layer}, but still visible through "
+                                           f"the hardlink {link}")
+                    else:
+                        updates["removed_in_layer"] = st.changed_in_layer
         g = dataclasses.replace(f, **updates) if updates else f
         key = (g.fingerprint, g.layer, g.path, g.line, g.location, g.rule)
         out.setdefault(key, g)
@@ -289,56 +311,91 @@ def options_tag(options: ScanOptions) -> str:
     )
 
 
-_WORKER: dict[str, Any] = {}
+_POOL_DETECTORS: dict[str, Detectors] = {}
 
 
-def _worker_init(reopen: Any, options: ScanOptions) -> None:
-    stack = contextlib.ExitStack()
-    _WORKER["image"] = stack.enter_context(reopen.open())
-    _WORKER["detectors"] = build_detectors(options)
-    _WORKER["limits"] = options.limits
-    atexit.register(stack.close)
+def _detect_batch(items: list[tuple[FileContext, bytes]]) -> list[FileScan]:
+    """In a worker process: run the (fork-inherited) detectors over whole small files."""
+    det = _POOL_DETECTORS["det"]
+    out = []
+    for ctx, data in items:
+        res = FileScan()
+        det.scanner.scan_bytes(ctx, data, res)
+        if res.findings:
+            res.md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
+            res.sha256 = hashlib.sha256(data).hexdigest()
+        out.append(res)
+    return out
 
 
-def _worker_scan(index: int) -> LayerResult:
-    blob = _WORKER["image"].blobs[index]
-    return scan_layer(blob, _WORKER["detectors"], _WORKER["limits"])
+class DetectionPool:
+    """Content detection in worker processes while this process walks the layers.
+
+    Small files are batched (a few MB at a time) to the workers; at most a few
+    batches are in flight, so memory stays bounded. Large files are streamed in
+    this process. The walker and the overlay stay single-pass in the parent.
+    """
+
+    BATCH_BYTES = 4 * 1024 * 1024
+    BATCH_FILES = 512
+
+    def __init__(self, det: Detectors, jobs: int) -> None:
+        _POOL_DETECTORS["det"] = det  # inherited by the forked workers, never pickled
+        self.pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"))
+        self.max_inflight = jobs * 3
+        self.batch: list[tuple[FileContext, bytes]] = []
+        self.batch_bytes = 0
+        self.inflight: deque[Future[list[FileScan]]] = deque()
+        self.results: list[FileScan] = []
+        self.paths: deque[list[str]] = deque()
+        self.done_paths: list[str] = []
+
+    def submit(self, ctx: FileContext, data: bytes) -> None:
+        """Queue one whole file for detection."""
+        self.batch.append((ctx, data))
+        self.batch_bytes += len(data)
+        if self.batch_bytes >= self.BATCH_BYTES or len(self.batch) >= self.BATCH_FILES:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.batch:
+            return
+        self.paths.append([c.path for c, _ in self.batch])
+        self.inflight.append(self.pool.submit(_detect_batch, self.batch))
+        self.batch = []
+        self.batch_bytes = 0
+        while len(self.inflight) > self.max_inflight:
+            self._collect()
+
+    def _collect(self) -> None:
+        fut = self.inflight.popleft()
+        paths = self.paths.popleft()
+        self.results.extend(fut.result())
+        self.done_paths.extend(paths)
+
+    def drain(self) -> list[tuple[str, FileScan]]:
+        """Wait for everything queued so far; return (path, result) pairs."""
+        self._flush()
+        while self.inflight:
+            self._collect()
+        out = list(zip(self.done_paths, self.results, strict=True))
+        self.results, self.done_paths = [], []
+        return out
+
+    def close(self) -> None:
+        """Stop the workers."""
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        _POOL_DETECTORS.pop("det", None)
 
 
-def _auto_jobs(options: ScanOptions, todo: Sequence[LayerBlob]) -> int:
+def auto_jobs(options: ScanOptions, blobs: Sequence[LayerBlob]) -> int:
+    """Worker processes for detection: 1 for small images, else one per core."""
     if options.jobs:
         return max(1, options.jobs)
-    big = [b for b in todo if (b.size or 0) >= 4 * 1024 * 1024]
-    if len(big) < 2:
+    total = sum(b.size or 0 for b in blobs)
+    if total < 8 * 1024 * 1024:
         return 1
-    return max(1, min(os.cpu_count() or 1, len(big)))
-
-
-def _scan_layers(
-    image: Image,
-    todo: Sequence[LayerBlob],
-    det: Detectors,
-    options: ScanOptions,
-    progress: ProgressFn | None,
-) -> Iterator[LayerResult]:
-    n = len(image.blobs)
-    jobs = _auto_jobs(options, todo)
-    if jobs <= 1 or image.reopen is None or len(todo) < 2:
-        for b in todo:
-            yield scan_layer(b, det, options.limits, progress, n)
-        return
-    ctx = multiprocessing.get_context("fork")
-    order = sorted(todo, key=lambda b: -(b.size or 0))  # biggest first balances the cores
-    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init,
-                             initargs=(image.reopen, options)) as pool:
-        futures = {pool.submit(_worker_scan, b.index): b for b in order}
-        done = 0
-        for fut in as_completed(futures):
-            b = futures[fut]
-            done += 1
-            if progress is not None:
-                progress(b.index, n, b.size or 0)
-            yield fut.result()
+    return max(1, os.cpu_count() or 1)
 
 
 def scan_opened(
@@ -373,11 +430,18 @@ def scan_opened(
                 results[b.index] = hit
                 continue
         todo.append(b)
-    for lr in _scan_layers(image, todo, det, options, progress):
-        results[lr.index] = lr
-        if cache is not None and lr.index in keys:
-            key, layer_id = keys[lr.index]
-            cache.put(key, layer_id, lr)
+    jobs = auto_jobs(options, todo)
+    pool = DetectionPool(det, jobs) if jobs > 1 and det.content else None
+    try:
+        for b in todo:
+            lr = scan_layer(b, det, options.limits, progress, len(image.blobs), pool=pool)
+            results[lr.index] = lr
+            if cache is not None and lr.index in keys:
+                key, layer_id = keys[lr.index]
+                cache.put(key, layer_id, lr)
+    finally:
+        if pool is not None:
+            pool.close()
     ordered = [results[b.index] for b in image.blobs]
     result = assemble(image.info, ordered, det, reference=reference, started=started)
     extra = {"layers_scanned": len(todo), "cache_hits": cache.hits if cache else 0,

@@ -11,6 +11,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from imgscan.detect.base import FileContext, Hit
 from imgscan.detect.credfiles import (
@@ -256,25 +258,73 @@ def test_jks_magic() -> None:
 def test_real_jks_keystore_and_truststore(tmp_path: Path) -> None:
     ks = tmp_path / "app.jks"
     subprocess.run(
-        ["keytool", "-genkeypair", "-keystore", str(ks), "-storetype", "JKS", "-storepass",
-         "test-only", "-keypass", "test-only", "-alias", "app", "-keyalg", "RSA", "-keysize",
-         "1024", "-dname", "CN=imgscan-test", "-validity", "1"],
-        check=True, capture_output=True, timeout=120,
+        [
+            "keytool",
+            "-genkeypair",
+            "-keystore",
+            str(ks),
+            "-storetype",
+            "JKS",
+            "-storepass",
+            "test-only",
+            "-keypass",
+            "test-only",
+            "-alias",
+            "app",
+            "-keyalg",
+            "RSA",
+            "-keysize",
+            "1024",
+            "-dname",
+            "CN=imgscan-test",
+            "-validity",
+            "1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
     )
     blob = ks.read_bytes()
     assert jks_private_entries(blob) == 1
     assert [h.rule for h in _scan("/opt/app/app.jks", blob)] == ["credfile-jks"]
     cert = tmp_path / "c.der"
     subprocess.run(
-        ["keytool", "-exportcert", "-keystore", str(ks), "-storepass", "test-only", "-alias",
-         "app", "-file", str(cert)],
-        check=True, capture_output=True, timeout=120,
+        [
+            "keytool",
+            "-exportcert",
+            "-keystore",
+            str(ks),
+            "-storepass",
+            "test-only",
+            "-alias",
+            "app",
+            "-file",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
     )
     ts = tmp_path / "trust.jks"
     subprocess.run(
-        ["keytool", "-importcert", "-noprompt", "-keystore", str(ts), "-storetype", "JKS",
-         "-storepass", "test-only", "-alias", "ca", "-file", str(cert)],
-        check=True, capture_output=True, timeout=120,
+        [
+            "keytool",
+            "-importcert",
+            "-noprompt",
+            "-keystore",
+            str(ts),
+            "-storetype",
+            "JKS",
+            "-storepass",
+            "test-only",
+            "-alias",
+            "ca",
+            "-file",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
     )
     trust = ts.read_bytes()
     assert jks_private_entries(trust) == 0
@@ -371,3 +421,18 @@ def test_real_gnupg_private_key_files(tmp_path: Path) -> None:
     assert [h.rule for h in _scan("/root/.gnupg/secring.gpg", exported)] == [
         "credfile-pgp-secret-key"
     ]
+
+
+_FUZZ_PATHS = [p for p, *_ in CASES] + [
+    "/x/.env",
+    "/x/keystore.p12",
+    "/x/secring.gpg",
+    "/root/.gnupg/private-keys-v1.d/A.key",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(path=st.sampled_from(_FUZZ_PATHS), body=st.binary(max_size=1024))
+def test_random_content_never_raises(path: str, body: bytes) -> None:
+    for h in _scan(path, body):
+        assert h.secret and h.offset >= 0

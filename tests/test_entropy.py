@@ -10,6 +10,8 @@ import uuid
 import zlib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from imgscan.detect.base import FileContext, Hit
 from imgscan.detect.entropy import EntropyDetector, EntropyOptions, is_placeholder
@@ -267,3 +269,11 @@ def test_detector_has_no_shared_state_between_instances() -> None:
     assert _scan("/x.json", text, a) == []
     assert len(_scan("/x.json", text, b)) == 1
     assert _scan("/x.json", text, a) == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(max_size=600))
+def test_random_text_never_raises_and_offsets_hold(text: str) -> None:
+    data = text.encode("utf-8", "surrogatepass")
+    for h in _scan("/fuzz.env", data):
+        assert data[h.offset : h.offset + len(h.secret.encode())] == h.secret.encode()

@@ -8,6 +8,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from imgscan.detect.keys import FAKE_KINDS, fake_private_key, validate_private_key
 
@@ -137,3 +139,35 @@ def test_unknown_label_is_not_judged() -> None:
         )
         is None
     )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    label=st.sampled_from(
+        [
+            "RSA PRIVATE KEY",
+            "EC PRIVATE KEY",
+            "DSA PRIVATE KEY",
+            "PRIVATE KEY",
+            "ENCRYPTED PRIVATE KEY",
+            "OPENSSH PRIVATE KEY",
+            "PGP PRIVATE KEY BLOCK",
+        ]
+    ),
+    body=st.binary(max_size=600),
+)
+def test_random_payloads_never_raise(label: str, body: bytes) -> None:
+    text = f"-----BEGIN {label}-----\n{base64.b64encode(body).decode()}\n-----END {label}-----"
+    assert validate_private_key(text) in (True, False, None)
+
+
+@settings(max_examples=100, deadline=None)
+@given(kind=st.sampled_from(FAKE_KINDS), seed=st.integers(0, 10_000), pos=st.integers(0, 10_000))
+def test_fakes_with_a_flipped_der_byte_never_raise(kind: str, seed: int, pos: int) -> None:
+    pem = fake_private_key(kind, seed)
+    lines = pem.strip().splitlines()
+    body = [ln for ln in lines[1:-1] if ln and ":" not in ln and not ln.startswith("=")]
+    blob = bytearray(base64.b64decode("".join(body)))
+    blob[pos % len(blob)] ^= 0x01
+    text = f"{lines[0]}\n{base64.b64encode(bytes(blob)).decode()}\n{lines[-1]}"
+    assert validate_private_key(text) in (True, False, None)

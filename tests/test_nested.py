@@ -11,6 +11,8 @@ import tracemalloc
 import zipfile
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import pyzstd
 
 from imgscan.detect.base import FileContext
@@ -230,3 +232,45 @@ def test_stream_input_is_accepted() -> None:
     data = _zip({"a.txt": b"alpha"})
     files, _ = _split(list(expand(_ctx("/s.zip"), io.BytesIO(data))))
     assert files == {"/s.zip!a.txt": b"alpha"}
+
+
+def test_engine_wiring_finds_a_secret_inside_a_jar_inside_a_tgz() -> None:
+    from imgscan.detect.engine import ContentScanner
+    from imgscan.detect.entropy import EntropyDetector
+
+    secret = "".join(
+        chr(65 + (i * 7) % 26) + str(i % 10) + chr(97 + (i * 5) % 26) for i in range(14)
+    )
+    props = f"spring.datasource.password={secret}\n".encode()
+    jar = _zip({"BOOT-INF/classes/application.properties": props})
+    tgz = _tar({"app/lib/service.jar": jar, "app/README": b"hello"}, "w:gz")
+    scanner = ContentScanner(
+        [EntropyDetector()], expander=NestedExpander(), wants_archive=wants_archive
+    )
+    out = scanner.scan_reader(_ctx("/srv/release.tgz"), io.BytesIO(tgz), len(tgz))
+    paths = {f.path for f in out.findings}
+    assert paths == {"/srv/release.tgz!app/lib/service.jar!BOOT-INF/classes/application.properties"}
+    assert out.findings[0].line == 1
+    assert out.unscanned == []
+
+
+_MAGICS = [b"PK\x03\x04", b"\x1f\x8b\x08", b"\x28\xb5\x2f\xfd", b"\xfd7zXZ\x00", b"BZh91AY&SY", b""]
+
+
+@settings(max_examples=300, deadline=None)
+@given(magic=st.sampled_from(_MAGICS), body=st.binary(max_size=2048))
+def test_random_bytes_never_raise(magic: bytes, body: bytes) -> None:
+    for item in expand(_ctx("/fuzz"), magic + body, NestLimits(max_total=1 << 20)):
+        assert isinstance(item, Unscanned) or len(item[1]) <= 1 << 20
+
+
+@settings(max_examples=100, deadline=None)
+@given(cut=st.integers(min_value=1, max_value=400), flip=st.integers(min_value=0, max_value=399))
+def test_truncated_or_flipped_real_archives_never_raise(cut: int, flip: int) -> None:
+    for data in (
+        _zip({"a.txt": b"alpha" * 50, "b/c.txt": b"beta" * 30}),
+        _tar({"a.txt": b"alpha" * 50}, "w:gz"),
+    ):
+        broken = bytearray(data[: max(len(data) - cut, 4)])
+        broken[flip % len(broken)] ^= 0xFF
+        list(expand(_ctx("/fuzz.bin"), bytes(broken)))

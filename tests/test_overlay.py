@@ -135,3 +135,12 @@ def test_every_written_version_has_a_state() -> None:
     for e in events:
         if e.kind not in (EntryKind.WHITEOUT, EntryKind.OPAQUE):
             assert (e.path, e.layer) in states
+
+
+def test_deleted_file_still_reachable_through_a_hardlink() -> None:
+    ov = build_overlay([f(0, "/bin/a"), link(1, "/bin/b", "/bin/a"), wh(2, "/bin/a")])
+    assert ov.state("/bin/a", 0) == deleted(2)
+    assert ov.still_linked("/bin/a", 0) == "/bin/b"
+    ov = build_overlay([f(0, "/bin/a"), link(1, "/bin/b", "/bin/a"), wh(2, "/bin/a"),
+                        wh(2, "/bin/b")])
+    assert ov.still_linked("/bin/a", 0) is None

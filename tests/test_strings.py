@@ -166,3 +166,12 @@ def test_printable_runs_is_fast_on_a_large_binary() -> None:
 def test_python_interpreter_binary_is_binary() -> None:
     data = Path(sys.executable).resolve().read_bytes()[:8192]
     assert is_binary(data)
+
+
+def test_archives_are_left_to_the_expander() -> None:
+    import gzip
+
+    data = gzip.compress(f"token={SECRET}\n".encode(), compresslevel=0)
+    assert SECRET.encode() in data  # stored uncompressed, so strings would see it
+    det = BinaryStringsDetector([_LiteralDetector(SECRET)])
+    assert list(det.scan(FileContext("/a.gz", 0, len(data)), data)) == []

@@ -236,6 +236,8 @@ def _decodes_to_placeholder(token: str) -> bool:
     if text.count(" ") >= 2:
         return True  # base64 of prose (documentation examples)
     return is_placeholder(text) or looks_like_identifier(text.replace(":", "_"))
+
+
 _LONG_RUN_RE = re.compile(r"[A-Za-z0-9+/_\-]{20,}")
 
 

@@ -36,6 +36,13 @@ ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
 
 _READ = 1024 * 1024
 
+try:  # pyzstd is a dependency; its error class lives in whichever zstd backend it wraps
+    from pyzstd import ZstdError as _ZstdError
+
+    _ZSTD_ERRORS: tuple[type[Exception], ...] = (_ZstdError,)
+except ImportError:  # pragma: no cover
+    _ZSTD_ERRORS = ()
+
 
 class _Reader(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
@@ -233,11 +240,8 @@ def expand(
         RuntimeError,
     ) as exc:
         yield Unscanned(ctx.layer, ctx.path, f"corrupt {kind}: {type(exc).__name__}: {exc}")
-    except Exception as exc:  # pyzstd.ZstdError and friends: still a per-item failure
-        if type(exc).__module__.startswith("pyzstd"):
-            yield Unscanned(ctx.layer, ctx.path, f"corrupt {kind}: {exc}")
-        else:
-            raise
+    except _ZSTD_ERRORS as exc:
+        yield Unscanned(ctx.layer, ctx.path, f"corrupt {kind}: {type(exc).__name__}: {exc}")
 
 
 def _read_stream(f: _Reader, limits: NestLimits) -> bytes | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from bisect import bisect_left
 from collections.abc import Iterator
 
 from imgscan.detect.base import FileContext, Hit
@@ -11,6 +13,25 @@ from imgscan.errors import ConfigError
 
 # A keyword hit is searched within its own line, clipped to this many bytes either side.
 LINE_REACH = 1024
+_DENSE_HITS = 256
+_NEWLINE = re.compile(b"\n")
+
+
+def _line_window(
+    data: bytes, start: int, end: int, newlines: list[int] | None
+) -> tuple[int, int]:
+    """The line around data[start:end], clipped to LINE_REACH bytes either side."""
+    floor = max(0, start - LINE_REACH)
+    ceil = min(len(data), end + LINE_REACH)
+    if newlines is None:
+        lo = data.rfind(b"\n", floor, start) + 1 or floor
+        hi = data.find(b"\n", end, ceil)
+        return lo, ceil if hi < 0 else hi
+    i = bisect_left(newlines, start)
+    lo = newlines[i - 1] + 1 if i else 0
+    j = bisect_left(newlines, end)
+    hi = newlines[j] if j < len(newlines) else len(data)
+    return max(lo, floor), min(hi, ceil)
 
 
 class PatternDetector:
@@ -48,10 +69,16 @@ class PatternDetector:
         if not hits:
             return windows
         n = len(data)
+        newlines: list[int] | None = None
+        if len(hits) > _DENSE_HITS:  # many hits: index the newlines once instead of searching
+            newlines = [m.start() for m in _NEWLINE.finditer(data)]
         allowed: dict[int, bool] = {}
         rules = self.rules
+        last_end = [-1] * len(self._kwlen)
         for start, ki in hits:
-            end = start + self._kwlen[ki]
+            if start < last_end[ki]:
+                continue  # a periodic run ("aaaa...") repeating the same keyword
+            end = last_end[ki] = start + self._kwlen[ki]
             line: tuple[int, int] | None = None
             for ri in self._owners[ki]:
                 ok = allowed.get(ri)
@@ -64,11 +91,7 @@ class PatternDetector:
                     win = (max(0, start - reach), min(n, end + reach))
                 else:
                     if line is None:
-                        floor = max(0, start - LINE_REACH)
-                        lo = data.rfind(b"\n", floor, start) + 1 or floor
-                        ceil = min(n, end + LINE_REACH)
-                        hi = data.find(b"\n", end, ceil)
-                        line = (lo, ceil if hi < 0 else hi)
+                        line = _line_window(data, start, end, newlines)
                     win = line
                 merged = windows.get(ri)
                 if merged is None:

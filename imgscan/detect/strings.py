@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from imgscan.detect.base import ContentDetector, FileContext, Hit
+from imgscan.detect.nested import kind_of
 
 _HEAD = 8192
 
@@ -178,7 +179,8 @@ def strings_view(data: bytes, min_len: int = 8, *, utf16: bool | None = None) ->
 class BinaryStringsDetector:
     """Runs text detectors over the printable strings of binary files.
 
-    Text files are left alone (the inner detectors see them directly); hit
+    Text files and archives are left alone (the inner detectors see text
+    directly, the nested expander opens archives); hit
     offsets are mapped back to the binary, and hits carry ``no_line``.
     """
 
@@ -190,8 +192,8 @@ class BinaryStringsDetector:
 
     def scan(self, ctx: FileContext, data: bytes) -> Iterable[Hit]:
         """Yield hits of the inner detectors found in the strings of a binary ``data``."""
-        if not is_binary(data):
-            return
+        if not is_binary(data) or kind_of(data[:512]) is not None:
+            return  # text is scanned directly; archives are expanded (imgscan.detect.nested)
         view = strings_view(data, self.min_len)
         if not view.text:
             return

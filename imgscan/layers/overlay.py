@@ -40,6 +40,7 @@ class Overlay:
     fates: dict[tuple[str, int], PathState] = field(default_factory=dict)
     written: dict[tuple[str, int], FileEvent] = field(default_factory=dict)
     changes: dict[int, LayerChanges] = field(default_factory=dict)
+    links: dict[tuple[str, int], list[tuple[str, int]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         root = FileEvent(layer=-1, path="/", kind=EntryKind.DIR, mode=0o040755)
@@ -142,6 +143,11 @@ class Overlay:
                 self.fates.pop(key, None)  # a duplicate inside one layer: last one wins
         else:
             ch.added += 1
+        if ev.kind is EntryKind.HARDLINK and ev.linkname:
+            target = self.visible.get(ev.linkname)
+            if target is not None and not target.implicit:
+                tkey = (target.event.path, target.event.layer)
+                self.links.setdefault(tkey, []).append(key)
         self.visible[ev.path] = _Node(ev)
         self._link(ev.path)
         self.written[key] = ev
@@ -162,6 +168,14 @@ class Overlay:
             return PathState(Status.PRESENT)
         if (path, layer) in self.written:
             return PathState(Status.PRESENT)
+        return None
+
+    def still_linked(self, path: str, layer: int) -> str | None:
+        """A present hardlink that still shows this version's content, if any."""
+        for link_path, link_layer in self.links.get((path, layer), ()):
+            st = self.state(link_path, link_layer)
+            if st is not None and st.status is Status.PRESENT:
+                return link_path
         return None
 
     def states(self) -> dict[tuple[str, int], PathState]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import os
 import posixpath
@@ -436,8 +435,7 @@ def open_path(
     ref = reference or path
     tag = reference if reference and reference != path else None
     if p.is_dir():
-        image = _open_store(DirStore(p), options, ref, tag)
-        yield dataclasses.replace(image, reopen=_Reopen(str(p), options, ref, tag))
+        yield _open_store(DirStore(p), options, ref, tag)
         return
     if not p.is_file():
         raise SourceError(f"{path}: no such file or directory")
@@ -451,34 +449,7 @@ def open_path(
             tar_path = stack.enter_context(_decompressed_copy(p, options))
         store = TarStore(tar_path, label=path)
         stack.callback(store.close)
-        image = _open_store(store, options, ref, tag)
-        yield dataclasses.replace(image, reopen=_Reopen(str(tar_path), options, ref, tag))
-
-
-@dataclass(frozen=True, slots=True)
-class _Reopen:
-    """Re-open an already uncompressed archive or layout (in a worker process)."""
-
-    path: str
-    options: SourceOptions
-    reference: str
-    tag: str | None
-
-    @contextlib.contextmanager
-    def _open(self) -> Iterator[Image]:
-        p = Path(self.path)
-        if p.is_dir():
-            yield _open_store(DirStore(p), self.options, self.reference, self.tag)
-            return
-        store = TarStore(p, label=self.reference)
-        try:
-            yield _open_store(store, self.options, self.reference, self.tag)
-        finally:
-            store.close()
-
-    def open(self) -> contextlib.AbstractContextManager[Image]:
-        """Open the image again."""
-        return self._open()
+        yield _open_store(store, options, ref, tag)
 
 
 def looks_like_image_path(path: str) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Protocol
+from typing import BinaryIO, Protocol
 
 from imgscan.model import ImageInfo
 
@@ -32,9 +32,6 @@ class Image:
 
     info: ImageInfo
     blobs: tuple[LayerBlob, ...]
-    # A picklable Source that re-opens the same bytes cheaply in another process
-    # (e.g. the already spooled/decompressed archive); None when that is not possible.
-    reopen: Any = None
     # The config document exactly as stored (keeps the image ID when pushing it on).
     config_bytes: bytes | None = None
 
