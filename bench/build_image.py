@@ -34,9 +34,10 @@ import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import plant as planting  # noqa: E402
+import plant as planting
 
 BENCH = Path(__file__).resolve().parent
 DEFAULT_PACKAGES = ("botocore", "django", "sqlalchemy", "requests", "pyyaml", "jinja2")
@@ -60,12 +61,13 @@ def log(msg: str) -> None:
 # --------------------------------------------------------------------------- layer 0: rootfs
 
 
-def debian_mirror() -> str | None:
+def debian_mirror(files: list[Path] | None = None) -> str | None:
     """The Debian mirror URI apt is configured with (main archive, not security)."""
-    files = [Path("/etc/apt/sources.list")]
-    d = Path("/etc/apt/sources.list.d")
-    if d.is_dir():
-        files += sorted(p for p in d.iterdir() if p.suffix in (".list", ".sources"))
+    if files is None:
+        files = [Path("/etc/apt/sources.list")]
+        d = Path("/etc/apt/sources.list.d")
+        if d.is_dir():
+            files += sorted(p for p in d.iterdir() if p.suffix in (".list", ".sources"))
     for f in files:
         try:
             text = f.read_text()
@@ -81,12 +83,12 @@ def debian_mirror() -> str | None:
                 )
                 suites = fields.get("suites", "").split()
                 if SUITE in suites and "types" in fields and "deb" in fields["types"].split():
-                    return fields.get("uris", "").split()[0]
+                    return str(fields.get("uris", "").split()[0])
         else:
             for ln in text.splitlines():
                 parts = ln.split()
                 if len(parts) >= 3 and parts[0] == "deb" and SUITE in parts[2:]:
-                    uri = [x for x in parts[1:] if not x.startswith("[")][0]
+                    uri = next(x for x in parts[1:] if not x.startswith("["))
                     if "security" not in uri:
                         return uri
     return None
@@ -146,10 +148,20 @@ def build_app(work: Path, packages: tuple[str, ...]) -> Path:
     shutil.rmtree(target, ignore_errors=True)
     log(f"pip install --target {target} {' '.join(packages)} ...")
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-warn-conflicts",
-         "--disable-pip-version-check", "--target", str(target), *packages],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-warn-conflicts",
+            "--disable-pip-version-check",
+            "--target",
+            str(target),
+            *packages,
+        ],
         check=True,
-    )  # fmt: skip
+    )
     done.write_text(" ".join(packages) + "\n")
     return target
 
@@ -163,9 +175,7 @@ def _dir_info(name: str, mode: int = 0o755) -> tarfile.TarInfo:
     return ti
 
 
-def write_dir_layer(
-    out: Path, src: Path, prefix: str = "", marker: bytes | None = None
-) -> None:
+def write_dir_layer(out: Path, src: Path, prefix: str = "", marker: bytes | None = None) -> None:
     """Write src as an uncompressed layer tar (paths under prefix, optional content marker)."""
     with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as tf:
         if prefix:
@@ -247,16 +257,30 @@ def sha256_file(path: Path) -> tuple[str, int]:
 
 def gzip_file(src: Path, dst: Path, level: int) -> None:
     """gzip src into dst (mtime 0, deterministic)."""
-    with open(src, "rb") as fi, open(dst, "wb") as raw:
-        with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=level, mtime=0) as fo:
-            shutil.copyfileobj(fi, fo, 1 << 20)
+    with (
+        open(src, "rb") as fi,
+        open(dst, "wb") as raw,
+        gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=level, mtime=0) as fo,
+    ):
+        shutil.copyfileobj(fi, fo, 1 << 20)
 
 
 # --------------------------------------------------------------------------- image assembly
 
 
-def build(size_factor: int, layout: str, packages: tuple[str, ...], seed: int, force: bool,
-          gzip_level: int = 6) -> dict[str, object]:  # fmt: skip
+def plant_sha() -> str:
+    """Digest of plant.py: a changed planter invalidates the cached image."""
+    return hashlib.sha256((BENCH / "plant.py").read_bytes()).hexdigest()[:16]
+
+
+def build(
+    size_factor: int,
+    layout: str,
+    packages: tuple[str, ...],
+    seed: int,
+    force: bool,
+    gzip_level: int = 6,
+) -> dict[str, Any]:
     """Build the image (or reuse the cached one); returns its metadata."""
     work = work_dir()
     suffix = "" if layout == "gzip" else "-lg"
@@ -264,8 +288,9 @@ def build(size_factor: int, layout: str, packages: tuple[str, ...], seed: int, f
     image = work / (f"{stem}.tar.gz" if layout == "gzip" else f"{stem}.tar")
     meta_path = work / f"{stem}.meta.json"
     if image.exists() and meta_path.exists() and not force:
-        meta: dict[str, object] = json.loads(meta_path.read_text())
-        if meta.get("packages") == list(packages) and meta.get("seed") == seed:
+        meta: dict[str, Any] = json.loads(meta_path.read_text())
+        same = meta.get("packages") == list(packages) and meta.get("seed") == seed
+        if same and meta.get("plant_sha") == plant_sha():
             log(f"cached: {image}")
             return meta
     t0 = time.monotonic()
@@ -283,11 +308,19 @@ def build(size_factor: int, layout: str, packages: tuple[str, ...], seed: int, f
         return out
 
     tars: list[tuple[Path, str]] = []
-    tars.append((cached_layer("rootfs", lambda o: write_dir_layer(o, rootfs)),
-                 f"/bin/sh -c #(nop) ADD file:debootstrap-minbase-{SUITE} in / "))  # fmt: skip
+    tars.append(
+        (
+            cached_layer("rootfs", lambda o: write_dir_layer(o, rootfs)),
+            f"/bin/sh -c #(nop) ADD file:debootstrap-minbase-{SUITE} in / ",
+        )
+    )
     pkey = hashlib.sha256(" ".join(packages).encode()).hexdigest()[:12]
-    tars.append((cached_layer(f"app-{pkey}", lambda o: write_dir_layer(o, app, PY_SITE)),
-                 f"RUN /bin/sh -c pip install --target /{PY_SITE} {' '.join(packages)}"))  # fmt: skip
+    tars.append(
+        (
+            cached_layer(f"app-{pkey}", lambda o: write_dir_layer(o, app, PY_SITE)),
+            f"RUN /bin/sh -c pip install --target /{PY_SITE} {' '.join(packages)}",
+        )
+    )
     base_bytes = sum(p.stat().st_size for p, _ in tars)
     plan = planting.plant(seed, first_layer=len(tars))
     for i, pl in enumerate(plan.layers):
@@ -301,9 +334,15 @@ def build(size_factor: int, layout: str, packages: tuple[str, ...], seed: int, f
     for k in range(extra):
         prefix = f"opt/app{k + 2}/site-packages"
         marker = f"\n#bench-copy-{k + 2}\n".encode()
-        tars.append((cached_layer(f"app-{pkey}-copy{k + 2}",
-                                  lambda o, p=prefix, m=marker: write_dir_layer(o, app, p, m)),
-                     f"RUN /bin/sh -c pip install --target /{prefix} {' '.join(packages)}"))  # fmt: skip
+        tars.append(
+            (
+                cached_layer(
+                    f"app-{pkey}-copy{k + 2}",
+                    lambda o, p=prefix, m=marker: write_dir_layer(o, app, p, m),
+                ),
+                f"RUN /bin/sh -c pip install --target /{prefix} {' '.join(packages)}",
+            )
+        )
     log(f"layers ready ({len(tars)}), assembling {image.name} ...")
 
     # layer blobs
@@ -320,8 +359,11 @@ def build(size_factor: int, layout: str, packages: tuple[str, ...], seed: int, f
             blobs.append((diff_id, diff_id, size, path))
     uncompressed = sum(p.stat().st_size for p, _ in tars)
 
-    env = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-           f"PYTHONPATH=/{PY_SITE}", *plan.env]  # fmt: skip
+    env = [
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        f"PYTHONPATH=/{PY_SITE}",
+        *plan.env,
+    ]
     history: list[dict[str, object]] = []
     created = "2025-01-01T00:00:00Z"
     for i, (_, created_by) in enumerate(tars):
@@ -329,8 +371,9 @@ def build(size_factor: int, layout: str, packages: tuple[str, ...], seed: int, f
             for line in plan.history_before:
                 history.append({"created": created, "created_by": line, "empty_layer": True})
         history.append({"created": created, "created_by": created_by})
-    history.append({"created": created, "created_by": "ENV NEW_RELIC_API_KEY=[set]",
-                    "empty_layer": True})  # fmt: skip
+    history.append(
+        {"created": created, "created_by": "ENV NEW_RELIC_API_KEY=[set]", "empty_layer": True}
+    )
     config = {
         "architecture": "amd64",
         "os": "linux",
@@ -346,8 +389,11 @@ def build(size_factor: int, layout: str, packages: tuple[str, ...], seed: int, f
     }
     config_bytes = json.dumps(config, separators=(",", ":"), sort_keys=True).encode()
     config_digest = hashlib.sha256(config_bytes).hexdigest()
-    layer_mt = ("application/vnd.oci.image.layer.v1.tar+gzip" if layout == "layers-gzip"
-                else "application/vnd.oci.image.layer.v1.tar")  # fmt: skip
+    layer_mt = (
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+        if layout == "layers-gzip"
+        else "application/vnd.oci.image.layer.v1.tar"
+    )
     manifest = {
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -357,8 +403,7 @@ def build(size_factor: int, layout: str, packages: tuple[str, ...], seed: int, f
             "size": len(config_bytes),
         },
         "layers": [
-            {"mediaType": layer_mt, "digest": f"sha256:{dg}", "size": sz}
-            for _, dg, sz, _ in blobs
+            {"mediaType": layer_mt, "digest": f"sha256:{dg}", "size": sz} for _, dg, sz, _ in blobs
         ],
     }
     manifest_bytes = json.dumps(manifest, separators=(",", ":")).encode()
@@ -389,12 +434,12 @@ def build(size_factor: int, layout: str, packages: tuple[str, ...], seed: int, f
 
     tmp = image.with_suffix(".partial")
     with open(tmp, "wb") as raw:
-        outer: object
+        outer: Any
         if layout == "gzip":
             outer = gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=gzip_level, mtime=0)
         else:
             outer = raw
-        with tarfile.open(fileobj=outer, mode="w", format=tarfile.PAX_FORMAT) as tf:  # type: ignore[call-overload]
+        with tarfile.open(fileobj=outer, mode="w", format=tarfile.PAX_FORMAT) as tf:
             tf.addfile(_dir_info("blobs"))
             tf.addfile(_dir_info("blobs/sha256"))
             written: set[str] = set()
@@ -412,13 +457,16 @@ def build(size_factor: int, layout: str, packages: tuple[str, ...], seed: int, f
                 ("index.json", json.dumps(index).encode()),
                 ("manifest.json", json.dumps(legacy).encode()),
                 ("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'),
-                ("repositories", json.dumps({"imgscan-bench": {f"x{size_factor}": manifest_digest}}).encode()),
-            ):  # fmt: skip
+                (
+                    "repositories",
+                    json.dumps({"imgscan-bench": {f"x{size_factor}": manifest_digest}}).encode(),
+                ),
+            ):
                 ti = tarfile.TarInfo(name)
                 ti.size, ti.mtime = len(data), EPOCH
                 tf.addfile(ti, io.BytesIO(data))
         if layout == "gzip":
-            outer.close()  # type: ignore[attr-defined]
+            outer.close()
     tmp.rename(image)
 
     truth = {
@@ -446,6 +494,7 @@ def build(size_factor: int, layout: str, packages: tuple[str, ...], seed: int, f
         "secrets": len(truth["secrets"]),  # type: ignore[arg-type]
         "decoys": len(truth["decoys"]),  # type: ignore[arg-type]
         "build_seconds": round(time.monotonic() - t0, 1),
+        "plant_sha": plant_sha(),
     }
     meta_path.write_text(json.dumps(meta, indent=1) + "\n")
     return meta
@@ -463,9 +512,9 @@ def main() -> int:
     a = ap.parse_args()
     packages = tuple(p for p in a.packages.split(",") if p)
     meta = build(a.size_factor, a.layout, packages, a.seed, a.force, a.gzip_level)
-    mb = int(meta["uncompressed_bytes"]) / 1e6  # type: ignore[call-overload]
+    mb = int(meta["uncompressed_bytes"]) / 1e6
     print(
-        f"{meta['image']}: {mb:.0f} MB uncompressed, {int(meta['image_bytes']) / 1e6:.0f} MB on "  # type: ignore[call-overload]
+        f"{meta['image']}: {mb:.0f} MB uncompressed, {int(meta['image_bytes']) / 1e6:.0f} MB on "
         f"disk, {meta['layers']} layers, {meta['secrets']} secrets + {meta['decoys']} decoys, "
         f"built in {meta['build_seconds']} s ({meta['rootfs_origin']})"
     )

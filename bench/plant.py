@@ -182,9 +182,7 @@ class Gen:
                 break
         d = pow(e, -1, phi)
         pub = rsa.RSAPublicNumbers(e, p * q)
-        priv = rsa.RSAPrivateNumbers(
-            p, q, d, d % (p - 1), d % (q - 1), rsa.rsa_crt_iqmp(p, q), pub
-        )
+        priv = rsa.RSAPrivateNumbers(p, q, d, d % (p - 1), d % (q - 1), rsa.rsa_crt_iqmp(p, q), pub)
         return priv.private_key()
 
 
@@ -217,7 +215,25 @@ def pem(key: object, fmt: str) -> str:
     data: bytes = key.private_bytes(  # type: ignore[attr-defined]
         ser.Encoding.PEM, formats[fmt], ser.NoEncryption()
     )
+    if fmt == "openssh":
+        data = _fixed_checkint(data)
     return data.decode()
+
+
+def _fixed_checkint(pem_bytes: bytes) -> bytes:
+    """Replace the random check integers of an openssh-key-v1 blob by a constant (determinism)."""
+    lines = pem_bytes.decode().strip().splitlines()
+    blob = bytearray(base64.b64decode("".join(lines[1:-1])))
+    at = len(b"openssh-key-v1\0")
+    for _ in range(3):  # ciphername, kdfname, kdfoptions
+        at += 4 + int.from_bytes(blob[at : at + 4], "big")
+    at += 4  # number of keys
+    at += 4 + int.from_bytes(blob[at : at + 4], "big")  # public key
+    at += 4  # length of the private section
+    blob[at : at + 8] = b"\x5e\xed\x13\x37" * 2
+    body = base64.b64encode(bytes(blob)).decode()
+    wrapped = [body[i : i + 70] for i in range(0, len(body), 70)]
+    return ("\n".join([lines[0], *wrapped, lines[-1]]) + "\n").encode()
 
 
 def ssh_public(key: object, comment: str) -> str:
@@ -227,7 +243,7 @@ def ssh_public(key: object, comment: str) -> str:
     pub = key.public_key().public_bytes(  # type: ignore[attr-defined]
         ser.Encoding.OpenSSH, ser.PublicFormat.OpenSSH
     )
-    return pub.decode() + " " + comment
+    return str(pub.decode()) + " " + comment
 
 
 def certificate(key: object) -> str:
@@ -257,11 +273,11 @@ def certificate(key: object) -> str:
 
 
 class _Planter:
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, base: int) -> None:
         self.g = Gen(seed)
+        self._base = base
         self.truth: list[Truth] = []
         self.layers: list[PlantLayer] = []
-        self._n = 0
 
     def layer(self, created_by: str) -> PlantLayer:
         pl = PlantLayer(created_by)
@@ -269,7 +285,8 @@ class _Planter:
         return pl
 
     @property
-    def base(self) -> int:  # set by plant(): index of the first planted layer
+    def base(self) -> int:
+        """Index of the first planted layer in the image."""
         return self._base
 
     def file(
@@ -289,7 +306,9 @@ class _Planter:
         pl.entries.append(Entry(path, data=data, mode=mode))
         layer = self._base + self.layers.index(pl)
         for kind, family, anchor, values in secrets:
-            self._record(kind, family, path, layer, data, anchor, values, state, "file", decoy, note)
+            self._record(
+                kind, family, path, layer, data, anchor, values, state, "file", decoy, note
+            )
 
     def _record(
         self,
@@ -312,11 +331,10 @@ class _Planter:
                 raise AssertionError(f"planted value for {kind} not found in {path}")
             line = data.count(b"\n", 0, at) + 1
             line_end = line + anchor.count("\n")
-        self._n += 1
-        prefix = "decoy" if decoy else "s"
+        n = 1 + sum(1 for t in self.truth if t.decoy == decoy)
         self.truth.append(
             Truth(
-                id=f"{prefix}{self._n:03d}",
+                id=f"d{n:02d}" if decoy else f"s{n:02d}",
                 kind=kind,
                 family=family,
                 path=path,
@@ -344,16 +362,25 @@ class _Planter:
         state: str = PRESENT,
     ) -> None:
         self._record(
-            kind, family, f"{outer}!{inner}", layer, inner_text, anchor, values, state,
-            "archive-member", False, "",
-        )  # fmt: skip
+            kind,
+            family,
+            f"{outer}!{inner}",
+            layer,
+            inner_text,
+            anchor,
+            values,
+            state,
+            "archive-member",
+            False,
+            "",
+        )
 
     def mark(self, path: str, state: str, note: str) -> None:
         """Change the state of all truth records at path (after a later whiteout/overwrite)."""
         for i, t in enumerate(self.truth):
-            if t.path == path or t.path.startswith(path + "!") or t.path.startswith(path + "/"):
-                if t.state == PRESENT:
-                    self.truth[i] = Truth(**{**t.__dict__, "state": state, "note": note})
+            inside = t.path.startswith((path + "!", path + "/"))
+            if (t.path == path or inside) and t.state == PRESENT:
+                self.truth[i] = Truth(**{**t.__dict__, "state": state, "note": note})
 
 
 def S(kind: str, family: str, value: str, *also: str) -> tuple[str, str, str, tuple[str, ...]]:
@@ -363,8 +390,7 @@ def S(kind: str, family: str, value: str, *also: str) -> tuple[str, str, str, tu
 
 def plant(seed: int = 1337, first_layer: int = 2) -> Plan:
     """Generate the planted layers, config extras and ground truth (deterministic per seed)."""
-    p = _Planter(seed)
-    p._base = first_layer
+    p = _Planter(seed, first_layer)
     g = p.g
 
     # ---------------------------------------------------------------- layer A: app + config
@@ -523,8 +549,7 @@ users:
     p.file(
         a,
         "/root/.docker/config.json",
-        json.dumps({"auths": {"https://index.docker.io/v1/": {"auth": dh_auth}}}, indent=2)
-        + "\n",
+        json.dumps({"auths": {"https://index.docker.io/v1/": {"auth": dh_auth}}}, indent=2) + "\n",
         [S("docker-config-auth", "docker", dh_auth, dh_pw)],
         mode=0o600,
     )
@@ -600,9 +625,7 @@ users:
         ],
     )
     slack_hook = g.slack_webhook()
-    discord_hook = (
-        f"https://discord.com/api/webhooks/{g.s(string.digits, 18)}/{g.s(URLSAFE, 68)}"
-    )
+    discord_hook = f"https://discord.com/api/webhooks/{g.s(string.digits, 18)}/{g.s(URLSAFE, 68)}"
     p.file(
         a,
         "/app/src/notify.py",
@@ -803,8 +826,7 @@ doctl kubernetes cluster kubeconfig save bench
     )
     # archives: a zip and a tar.gz with secrets inside
     zip_text = (
-        f"AWS_ACCESS_KEY_ID={aws4[0]}\nAWS_SECRET_ACCESS_KEY={aws4[1]}\n"
-        f"DD_API_KEY={g.s(HEX, 32)}\n"
+        f"AWS_ACCESS_KEY_ID={aws4[0]}\nAWS_SECRET_ACCESS_KEY={aws4[1]}\nDD_API_KEY={g.s(HEX, 32)}\n"
     ).encode()
     dd_key = zip_text.decode().split("DD_API_KEY=")[1].strip()
     zbuf = io.BytesIO()
@@ -815,10 +837,26 @@ doctl kubernetes cluster kubeconfig save bench
         zf.writestr(zi, zip_text, zipfile.ZIP_DEFLATED)
     a.entries.append(Entry("/app/bundle/config-backup.zip", data=zbuf.getvalue()))
     la = p.base
-    p.member("aws-access-key-pair", "aws", "/app/bundle/config-backup.zip", "backup/prod.env", la,
-             zip_text, aws4[1], (aws4[1], aws4[0]))  # fmt: skip
-    p.member("datadog-api-key", "datadog", "/app/bundle/config-backup.zip", "backup/prod.env", la,
-             zip_text, dd_key, (dd_key,))  # fmt: skip
+    p.member(
+        "aws-access-key-pair",
+        "aws",
+        "/app/bundle/config-backup.zip",
+        "backup/prod.env",
+        la,
+        zip_text,
+        aws4[1],
+        (aws4[1], aws4[0]),
+    )
+    p.member(
+        "datadog-api-key",
+        "datadog",
+        "/app/bundle/config-backup.zip",
+        "backup/prod.env",
+        la,
+        zip_text,
+        dd_key,
+        (dd_key,),
+    )
     rk = "rk_live_" + g.s(ALNUM, 24)
     shopify = "shpat_" + g.s(HEX, 32)
     tar_text = f"stripe:\n  restricted_key: {rk}\nshopify:\n  admin_token: {shopify}\n".encode()
@@ -828,10 +866,26 @@ doctl kubernetes cluster kubeconfig save bench
         ti.size, ti.mtime, ti.mode = len(tar_text), 1735689600, 0o600
         tf.addfile(ti, io.BytesIO(tar_text))
     a.entries.append(Entry("/app/bundle/release.tar.gz", data=tbuf.getvalue()))
-    p.member("stripe-restricted-key", "stripe", "/app/bundle/release.tar.gz",
-             "release/secrets.yaml", la, tar_text, rk, (rk,))  # fmt: skip
-    p.member("shopify-access-token", "shopify", "/app/bundle/release.tar.gz",
-             "release/secrets.yaml", la, tar_text, shopify, (shopify,))  # fmt: skip
+    p.member(
+        "stripe-restricted-key",
+        "stripe",
+        "/app/bundle/release.tar.gz",
+        "release/secrets.yaml",
+        la,
+        tar_text,
+        rk,
+        (rk,),
+    )
+    p.member(
+        "shopify-access-token",
+        "shopify",
+        "/app/bundle/release.tar.gz",
+        "release/secrets.yaml",
+        la,
+        tar_text,
+        shopify,
+        (shopify,),
+    )
     # a compiled module whose source is not shipped
     gapi = "AIza" + g.s(URLSAFE, 35)
     src = f'API_KEY = "{gapi}"\n\ndef client():\n    return {{"key": API_KEY}}\n'
@@ -840,8 +894,19 @@ doctl kubernetes cluster kubeconfig save bench
     pyc += len(src).to_bytes(4, "little") + marshal.dumps(code)
     pyc_path = "/app/lib/__pycache__/vendor_client.cpython-311.pyc"
     a.entries.append(Entry(pyc_path, data=pyc))
-    p._record("gcp-api-key", "gcp", pyc_path, la, None, gapi, (gapi,), PRESENT, "pyc", False,
-              "string constant in a compiled module, source not shipped")  # fmt: skip
+    p._record(
+        "gcp-api-key",
+        "gcp",
+        pyc_path,
+        la,
+        None,
+        gapi,
+        (gapi,),
+        PRESENT,
+        "pyc",
+        False,
+        "string constant in a compiled module, source not shipped",
+    )
     # a secret appended to a package-owned file (modified dpkg conffile)
     gh_profile = g.ghp()
     profile = (
@@ -853,8 +918,13 @@ doctl kubernetes cluster kubeconfig save bench
         "fi\nexport PATH\n"
         f"export GITHUB_TOKEN={gh_profile}\n"
     )
-    p.file(a, "/etc/profile", profile, [S("github-classic-pat", "github", gh_profile)],
-           note="package-owned file modified")  # fmt: skip
+    p.file(
+        a,
+        "/etc/profile",
+        profile,
+        [S("github-classic-pat", "github", gh_profile)],
+        note="package-owned file modified",
+    )
 
     # ---------------------------------------------------------------- decoys (layer A)
     p.file(
@@ -873,12 +943,20 @@ A JWT looks like `eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwI
 G4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c`.
 """,
         [
-            S("aws-docs-example", "decoy", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-              "AKIAIOSFODNN7EXAMPLE"),
-            S("jwt-io-example", "decoy", "SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c",
-              "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6Ikpv"
-              "aG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"),
-        ],  # fmt: skip
+            S(
+                "aws-docs-example",
+                "decoy",
+                "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+                "AKIAIOSFODNN7EXAMPLE",
+            ),
+            S(
+                "jwt-io-example",
+                "decoy",
+                "SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c",
+                "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6Ikpv"
+                "aG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c",
+            ),
+        ],
         decoy=True,
     )
     p.file(
@@ -994,8 +1072,10 @@ TOKEN = "test-token-placeholder"
     )
 
     # ---------------------------------------------------------------- layer B: cleanup + rotation
-    b = p.layer("RUN rm -rf /etc/ssl/private/legacy.pem /root/.git-credentials /root/.pypirc "
-                "/app/scripts/deploy.sh /app/tmp/* && ./rotate-keys.sh # buildkit")  # fmt: skip
+    b = p.layer(
+        "RUN rm -rf /etc/ssl/private/legacy.pem /root/.git-credentials /root/.pypirc "
+        "/app/scripts/deploy.sh /app/tmp/* && ./rotate-keys.sh # buildkit"
+    )
     for path in (
         "/etc/ssl/private/legacy.pem",
         "/root/.git-credentials",
@@ -1047,7 +1127,9 @@ TIME_ZONE = "UTC"
 
     # ---------------------------------------------------------------- layer C: late additions
     c = p.layer("COPY sentry.ini newrelic.ini /app/config/ # buildkit")
-    sentry = f"https://{g.s(HEX, 32)}@o{g.s(string.digits, 6)}.ingest.sentry.io/{g.s(string.digits, 7)}"
+    sentry = (
+        f"https://{g.s(HEX, 32)}@o{g.s(string.digits, 6)}.ingest.sentry.io/{g.s(string.digits, 7)}"
+    )
     p.file(
         c,
         "/app/config/sentry.ini",
@@ -1079,8 +1161,19 @@ bot_token = "{telegram}"
     # ---------------------------------------------------------------- image config
     newrelic = "NRAK-" + g.s(UPPER32, 27)
     env = [f"NEW_RELIC_API_KEY={newrelic}"]
-    p._record("newrelic-api-key", "newrelic", "<config>", None, None, newrelic, (newrelic,),
-              PRESENT, "env", False, "image config Env")  # fmt: skip
+    p._record(
+        "newrelic-api-key",
+        "newrelic",
+        "<config>",
+        None,
+        None,
+        newrelic,
+        (newrelic,),
+        PRESENT,
+        "env",
+        False,
+        "image config Env",
+    )
     arg_tok = g.ghp()
     bearer = g.ghp("gho_")
     hist = [
@@ -1090,10 +1183,32 @@ bot_token = "{telegram}"
         f'RUN /bin/sh -c curl -fsSL -H "Authorization: Bearer {bearer}" '
         "https://api.github.com/repos/bench/orders/tarball -o /tmp/src.tgz # buildkit",
     ]
-    p._record("github-classic-pat", "github", "<config>", None, None, arg_tok, (arg_tok,),
-              PRESENT, "history", False, "ARG value leaked into RUN history")  # fmt: skip
-    p._record("github-oauth-token", "github", "<config>", None, None, bearer, (bearer,),
-              PRESENT, "history", False, "bearer token in a curl header in history")  # fmt: skip
+    p._record(
+        "github-classic-pat",
+        "github",
+        "<config>",
+        None,
+        None,
+        arg_tok,
+        (arg_tok,),
+        PRESENT,
+        "history",
+        False,
+        "ARG value leaked into RUN history",
+    )
+    p._record(
+        "github-oauth-token",
+        "github",
+        "<config>",
+        None,
+        None,
+        bearer,
+        (bearer,),
+        PRESENT,
+        "history",
+        False,
+        "bearer token in a curl header in history",
+    )
     return Plan(layers=p.layers, env=env, history_before=hist, truth=p.truth)
 
 

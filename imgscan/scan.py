@@ -19,13 +19,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
 
 from imgscan import __version__
 from imgscan.detect.base import ContentDetector, FileContext, ImageAnalyzer, ImageContext
 from imgscan.detect.engine import ContentScanner, EngineOptions, FileScan
-from imgscan.detect.pem import PemKeyDetector
 from imgscan.layers import capture
 from imgscan.layers.overlay import Overlay, build_overlay
 from imgscan.layers.compression import LayerLimitExceeded
@@ -106,8 +106,16 @@ def build_detectors(options: ScanOptions) -> Detectors:
     """Instantiate the content detectors and image analyzers the options ask for."""
     content: list[ContentDetector] = []
     analyzers: list[ImageAnalyzer] = []
+    ruleset_hash = ""
     if options.secrets:
-        content.append(PemKeyDetector())
+        from imgscan.detect.pattern import PatternDetector
+        from imgscan.detect.rules import load_ruleset
+
+        ruleset = load_ruleset(
+            tuple(Path(d) for d in options.rule_dirs), disabled=options.disabled_rules
+        )
+        ruleset_hash = ruleset.hash
+        content.append(PatternDetector(ruleset))
     if options.hardening:
         from imgscan.detect.hardening import default_analyzers
 
@@ -119,7 +127,7 @@ def build_detectors(options: ScanOptions) -> Detectors:
         show_secrets=options.show_secrets,
     )
     scanner = ContentScanner(content, engine_opts)
-    return Detectors(tuple(content), tuple(analyzers), scanner, "")
+    return Detectors(tuple(content), tuple(analyzers), scanner, ruleset_hash)
 
 
 def scan_layer(

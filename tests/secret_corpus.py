@@ -263,7 +263,52 @@ def planted_corpus(seed: int = 20261129) -> list[CorpusFile]:
     out.append(
         CorpusFile("/app/gcp-sa.json", sa.encode(), (Planted("gcp-service-account", sa_key),))
     )
+    # the same kinds of secret in the idioms of other languages and tools
+    out.append(_variety(g))
     return out
+
+
+def _variety(g: _Gen) -> CorpusFile:
+    pw, tok = g.password, lambda: g.s(A62, 32)
+    items = [
+        ("php-define", "define( 'DB_PASSWORD', '{}' );", pw()),
+        ("dotnet-appsettings", '<add key="DbPassword" value="{}" />', pw()),
+        ("spring-xml", '<property name="hibernate.connection.password" value="{}"/>', pw()),
+        ("java-const", 'private static final String API_KEY = "{}";', tok()),
+        ("go-struct", 'cfg := Config{{Host: "db", Password: "{}"}}', pw()),
+        ("ruby-hash", "config.secret_token = '{}'", tok()),
+        ("java-setter", 'dataSource.setPassword("{}");', pw()),
+        ("toml", 'api_token = "{}"', tok()),
+        ("yaml-single", "  client_secret: '{}'", tok()),
+        ("maven-settings", "<password>{}</password>", pw()),
+        (
+            "pypirc",
+            "[pypi]\nusername = __token__\npassword = {}",
+            "pypi-AgEIcHlwaS5vcmc" + g.s(B64U, 120),
+        ),
+        ("docker-run", "docker run -e POSTGRES_PASSWORD={} postgres:16", pw()),
+        ("history", "RUN |1 NPM_TOKEN={} /bin/sh -c npm ci", tok()),
+        ("dockerfile-space", "ENV ADMIN_PASSWORD {}", pw()),
+        ("netrc", "machine git.corp.local login ci password {}", pw()),
+        ("helm-set", "helm upgrade app ./chart --set auth.password={}", pw()),
+        ("curl-header", 'curl -H "Authorization: Bearer {}" https://api.corp.local', g.s(B64U, 48)),
+        ("jdbc", "jdbc:postgresql://db:5432/app?user=app&password={}", g.url_password()),
+        ("ado-net", "Server=sql01;Database=erp;User Id=svc;Password={};", pw()),
+        ("kv-twilio", "twilio.auth_token = {}", g.s(HEX, 32)),
+        (
+            "kotlin-val",
+            'val slackToken = "{}"',
+            f"xoxb-{g.s(string.digits, 12)}-{g.s(string.digits, 13)}-{g.s(A62, 24)}",
+        ),
+        ("terraform", 'db_password = "{}"', pw()),
+        ("python-kwarg", "redis.Redis(host='cache', password='{}')", pw()),
+        ("js-object", "const auth = {{ apiKey: '{}' }};", tok()),
+    ]
+    lines, planted = [], []
+    for kind, template, value in items:
+        lines.append(template.format(value))
+        planted.append(Planted(kind, value))
+    return CorpusFile("/srv/app/mixed.conf", ("\n".join(lines) + "\n").encode(), tuple(planted))
 
 
 def _pkcs8(g: _Gen) -> bytes:
@@ -354,6 +399,18 @@ digest = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b85
     "/app/uuid.txt": "1b4e28ba-2fa1-11d2-883f-0016d3cca427\n6fa459ea-ee8a-3ca4-894e-db77e160355e\n",
     "/app/Dockerfile": 'FROM node:20\nARG NPM_TOKEN\nRUN echo "//npm.registry.example/:_authToken=${NPM_TOKEN}" > .npmrc\n'
     "ENV NODE_ENV=production\n",
+    "/etc/ssh/sshd_config": "PermitRootLogin no\nPasswordAuthentication no\nPermitEmptyPasswords no\nChallengeResponseAuthentication no\n",
+    "/etc/pam.d/common-password": "password\t[success=1 default=ignore]\tpam_unix.so obscure yescrypt\npassword\trequisite\tpam_deny.so\n",
+    "/etc/ssl/openssl.cnf": "[ req ]\n# input_password = secret\n# output_password = secret\ndefault_bits = 2048\n",
+    "/app/.github/workflows/ci.yml": "env:\n  GITHUB_TOKEN: ${{ secrets.GITHUB_TOKEN }}\n  NPM_TOKEN: ${{ secrets.NPM_TOKEN }}\nsteps:\n  - uses: actions/checkout@v4\n    with:\n      token: ${{ github.token }}\n",
+    "/app/docker-compose.yml": "services:\n  db:\n    image: postgres:16\n    environment:\n      POSTGRES_PASSWORD: ${POSTGRES_PASSWORD:-postgres}\n      POSTGRES_USER: app\n",
+    "/app/README.md": "npm config set //npm.registry.example/:_authToken=00000000-0000-0000-0000-000000000000\n"
+    "Set `API_KEY=your_api_key_here` and `SECRET_KEY=<generate one>` in `.env`.\n",
+    "/app/config/secrets.yml": 'production:\n  secret_key_base: <%= ENV["SECRET_KEY_BASE"] %>\n',
+    "/app/Jenkinsfile": "environment {\n  GITHUB_TOKEN = credentials('github-token')\n  API_KEY = credentials('api-key')\n}\n",
+    "/app/conf/keystore.properties": "keystore.password=changeit\nkey.alias=server\ntruststore.password=${TRUSTSTORE_PASSWORD}\n",
+    "/app/web/i18n.js": 'export default {password:"Password",token:"Token",secret:"Secret",apiKey:"API key",newPassword:"New password"};\n',
+    "/usr/share/doc/app/api.rst": ":param password: the password to use\n:param token: the API token\n\n.. code:: python\n\n    client = Client(api_key=API_KEY, password=os.environ['PW'])\n",
 }
 
 

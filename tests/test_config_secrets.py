@@ -27,6 +27,8 @@ BEARER = _tok(40)
 LOGIN_PASS = _tok(16)
 NOP_PASS = _tok(20)
 ENTROPY_ONLY = _tok(44)
+BUILDKIT_ARG = _tok(24)
+ARG_DEFAULT = _tok(22)
 
 
 def _config() -> dict[str, Any]:
@@ -136,3 +138,20 @@ def test_clean_and_malformed_configs() -> None:
     )
     assert _analyze({"config": "garbage", "history": "nope"}) == []
     assert _analyze({}) == []
+
+
+def test_buildkit_history_forms() -> None:
+    config = {
+        "config": {"Env": ["PATH=/bin"]},
+        "history": [
+            {"created_by": f"RUN |1 GH_TOKEN={BUILDKIT_ARG} /bin/sh -c make # buildkit"},
+            {"created_by": f"ARG DB_PASSWORD={ARG_DEFAULT}", "empty_layer": True},
+            {"created_by": "RUN /bin/sh -c echo $TOKEN > /dev/null # buildkit"},
+            {"created_by": "RUN |1 GH_TOKEN=${GH_TOKEN} /bin/sh -c make # buildkit"},
+        ],
+    }
+    found = {(f.location, f.rule, f.layer, f.secret_sha256) for f in _analyze(config)}
+    assert found == {
+        ("history[0].created_by", "config-build-arg-secret", 3, secret_digest(BUILDKIT_ARG)),
+        ("history[1].created_by", "config-build-arg-secret", None, secret_digest(ARG_DEFAULT)),
+    }

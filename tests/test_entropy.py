@@ -46,6 +46,11 @@ JSON_SECRET = _b62(32)
 JS_TOKEN = _b62(36)
 BEARER = _b62(40)
 PROPS_PASSWORD = "jP" + _b62(12)
+PREFIXED_HEX = "dop_v1_" + _hex(64)
+DOTTED = "hvs." + _b62(30) + "-" + _b62(20)
+XML_VALUE = _b62(44)
+LETTERS_ONLY = "hf_" + "".join(RNG.choice(string.ascii_letters) for _ in range(34))
+VENDOR_HYPHENS = "dckr_pat_-" + _b62(18) + "_" + _b62(7)
 
 
 @pytest.mark.parametrize(
@@ -91,6 +96,16 @@ PROPS_PASSWORD = "jP" + _b62(12)
             f"jdbc.password={PROPS_PASSWORD}\n",
             PROPS_PASSWORD,
             {"keyword-secret"},
+        ),
+        ("/app/.env", f"DIGITALOCEAN_TOKEN={PREFIXED_HEX}\n", PREFIXED_HEX, {"entropy-hex"}),
+        ("/app/config.yaml", f"  vault_token: {DOTTED}\n", DOTTED, {"entropy-base64"}),
+        ("/app/service.xml", f"  <ghPat>{XML_VALUE}</ghPat>\n", XML_VALUE, {"entropy-base64"}),
+        ("/app/.env", f"HF_TOKEN={LETTERS_ONLY}\n", LETTERS_ONLY, {"entropy-base64"}),
+        (
+            "/app/billing.ini",
+            f"dockerhub_token = {VENDOR_HYPHENS}\n",
+            VENDOR_HYPHENS,
+            {"entropy-base64"},
         ),
     ],
 )
@@ -201,6 +216,29 @@ DECOYS: list[tuple[str, str]] = [
         "`AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY` and\n"
         "`token: ${GITHUB_TOKEN}` and `secret: {{ .Values.secret }}`, `password: xxxxxxxx`\n",
     ),
+    (
+        "/app/schema.json",
+        '{"ApiKey": {"pattern": "^ecr\\\\.[a-z0-9-]+$"}, "password": "^[A-Za-z0-9]+$"}\n',
+    ),
+    (
+        "/app/sm.json",
+        '{"SecretId": "x", "secret": "arn:aws:secretsmanager:us-west-2:123456789012:secret:'
+        'MyTestDatabaseSecret-a1b2c3"}\n',
+    ),
+    ("/app/iam.json", '{"PasswordLastUsed": "2016-09-08T21:47:36Z"}\n'),
+    ("/app/oauth_doc.py", 'access_token = "2YotnFZFEjr1zCsicMWpAA"  # RFC 6749 example\n'),
+    ("/app/links.py", 'api_key_docs = "//docs.example.test/ui/account-management/api-keys.html"\n'),
+    ("/app/deps.txt", "pkg.sub.module.Name2Value3.extra = org.apache.commons.lang3.StringUtils\n"),
+    (
+        "/app/ecs.json",
+        '{"capacityProvider": "Infra-ECS-Cluster-ECS-project-update-cluster-d6bb6d5b-'
+        'EC2CapacityProvider-3fIpdkLywwFt"}\n',
+    ),
+    (
+        "/app/docs/jwt.md",
+        "token: eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0."
+        "SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c\n",
+    ),
     ("/app/tsconfig.json", '{"compilerOptions": {"outDir": "./dist/ThisIsAVeryLongFolderName"}}'),
     ("/usr/share/doc/x/copyright", "Files: src/CamelCaseIdentifierWithoutDigitsHere.java\n"),
     ("/app/pubkey.json", f'{{"public_key": "{base64.b64encode(RNG.randbytes(270)).decode()}"}}\n'),
@@ -250,6 +288,9 @@ def test_scan_text_for_config_values() -> None:
         "EXAMPLEKEY123",
         "********",
         "{{ secret }}",
+        "test1234",
+        "mysecretpassword",
+        "admin123!",
         "$DB_PASS",
     ],
 )
@@ -257,7 +298,7 @@ def test_placeholders(value: str) -> None:
     assert is_placeholder(value)
 
 
-@pytest.mark.parametrize("value", ["Zr8!kqUbHoWC", _b62(40), _hex(40)])
+@pytest.mark.parametrize("value", ["Zr8!kqUbHoWC", _b62(40), _hex(40), "fake-yCbtDSEvMs7xfl4YmRPj"])
 def test_non_placeholders(value: str) -> None:
     assert not is_placeholder(value)
 

@@ -235,6 +235,20 @@ def test_multiplatform_index_has_attestations(tmp_path: Path) -> None:
     assert refs == {inner[0]["digest"], inner[1]["digest"]}
 
 
+@pytest.mark.parametrize("fmt", ["oci-dir", "oci-tar"])
+def test_flat_index_selects_each_platform(fmt: str, tmp_path: Path) -> None:
+    """A flat index.json (platform manifests listed directly) opens for each platform."""
+    src = SPECS[SPEC_IDS.index("multiplatform")]
+    spec = parse_spec({**_raw(src), "index": "flat"}, str(src))
+    out = build(spec, fmt, tmp_path / ("flat" if fmt == "oci-dir" else "flat.tar"), "gzip")
+    view = _View(out)
+    descs = view.json("index.json")["manifests"]
+    assert len(descs) == 4 and all("platform" in d for d in descs)
+    for plat, arch in (("linux/amd64", b"amd64\n"), ("linux/arm64", b"arm64\n")):
+        info, _events, contents, _u = _walk(out, plat, want={("/etc/arch", 0)})
+        assert info.platform == plat and contents[("/etc/arch", 0)] == arch
+
+
 def test_layer_tar_formats_long_names_and_xattrs() -> None:
     """PAX path headers, GNU LongLink and USTAR prefixes; xattrs as SCHILY.xattr bytes."""
     longs = load_spec(SPECS[SPEC_IDS.index("longnames")]).real_layers

@@ -11,9 +11,9 @@ import tracemalloc
 import zipfile
 
 import pytest
+import pyzstd
 from hypothesis import given, settings
 from hypothesis import strategies as st
-import pyzstd
 
 from imgscan.detect.base import FileContext
 from imgscan.detect.nested import (

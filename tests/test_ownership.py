@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -120,6 +122,82 @@ def test_garbage_databases_are_ignored() -> None:
             (0, "/lib/apk/db/installed"): b"Z:Q1!!!!\nR:\n",
             (0, "/usr/lib/python3/site-packages/x-1.dist-info/RECORD"): b"a,sha256=***,1\n,,\n",
             (0, "/etc/passwd"): b"root:x:0:0::/root:/bin/sh\n",
+        }
+    )
+    assert len(db) == 0
+
+
+_SPEC = """Name: imgscan-demo
+Version: 1.0
+Release: 1
+Summary: imgscan ownership test package
+License: MIT
+BuildArch: noarch
+%description
+test
+%install
+mkdir -p %{buildroot}/etc/demo %{buildroot}/usr/share/demo
+printf 'log_level=info\\n' > %{buildroot}/etc/demo/app.conf
+printf 'hello\\n' > %{buildroot}/usr/share/demo/readme.txt
+%files
+%config /etc/demo/app.conf
+/usr/share/demo/readme.txt
+"""
+
+
+@pytest.mark.skipif(shutil.which("rpmbuild") is None, reason="rpm (rpmbuild) not installed")
+def test_rpm_sqlite_database_from_a_real_rpm_install(tmp_path: Path) -> None:
+    top = tmp_path / "build"
+    for d in ("SPECS", "SOURCES", "BUILD", "RPMS", "SRPMS", "BUILDROOT"):
+        (top / d).mkdir(parents=True)
+    spec = top / "SPECS" / "demo.spec"
+    spec.write_text(_SPEC)
+    subprocess.run(
+        [
+            "rpmbuild",
+            "--define",
+            f"_topdir {top}",
+            "--define",
+            "_build_id_links none",
+            "-bb",
+            str(spec),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    (rpm_file,) = (top / "RPMS" / "noarch").glob("*.rpm")
+    root = tmp_path / "root"
+    root.mkdir()
+    base = ["rpm", "--root", str(root), "--dbpath", "/var/lib/rpm"]
+    subprocess.run([*base, "--initdb"], check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [*base, "--nodeps", "--noscripts", "-i", str(rpm_file)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    rpmdb = (root / "var/lib/rpm/rpmdb.sqlite").read_bytes()
+    db = PackageDB.from_files({(1, "/var/lib/rpm/rpmdb.sqlite"): rpmdb})
+    installed = (root / "etc/demo/app.conf").read_bytes()
+    owner = db.owner("/etc/demo/app.conf")
+    assert owner is not None and owner[0] == "imgscan-demo"
+    assert owner[1:] == (hashlib.sha256(installed).hexdigest(), "sha256")
+    assert db.verdict("/etc/demo/app.conf", None, hashlib.sha256(installed).hexdigest()) == (
+        "unmodified"
+    )
+    assert db.verdict_for_content("/etc/demo/app.conf", b"log_level=info\npassword=x\n") == (
+        "modified"
+    )
+    assert db.owner("/usr/share/demo/readme.txt") is not None
+    assert db.owner("/etc/demo") is None
+
+
+def test_corrupt_rpmdb_is_ignored() -> None:
+    db = PackageDB.from_files(
+        {
+            (0, "/var/lib/rpm/rpmdb.sqlite"): b"SQLite format 3\0" + b"\1" * 300,
+            (0, "/usr/lib/sysimage/rpm/rpmdb.sqlite"): b"garbage",
         }
     )
     assert len(db) == 0

@@ -176,3 +176,62 @@ def test_no_findings_in_the_python_stdlib_and_throughput(detector: PatternDetect
     assert len(hits) <= 2, hits  # urllib's documented 'geheim$parole' is dropped as a word
     floor = 40 if detector.engine == "hyperscan" else 5
     assert total / 1e6 / elapsed > floor, f"{total / 1e6 / elapsed:.1f} MB/s with {detector.engine}"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(b"-----BEGIN RSA PRIVATE KEY-----\n" * 60_000, id="pem-headers"),
+        pytest.param(b"A" * 2_000_000, id="letter-run"),
+        pytest.param(b"eyJ" * 600_000, id="jwt-prefixes"),
+        pytest.param(b'password="' * 200_000, id="open-quotes"),
+        pytest.param(b"token:e.token,secret:s," * 80_000, id="minified-keywords"),
+    ],
+)
+def test_adversarial_inputs_stay_fast(detector: PatternDetector, data: bytes) -> None:
+    start = time.perf_counter()
+    hits = list(detector.scan(FileContext("/app/x.js", 0, len(data)), data))
+    assert hits == []
+    assert time.perf_counter() - start < 5.0
+
+
+def test_specific_rules_win_over_fallback_rules(detector: PatternDetector) -> None:
+    from imgscan.detect.validators import crc32_base62_checksum
+
+    body = "Zq7Rk2Lm9Xw4Tn6Bv8Yc3Hd5Pf1Gs0"
+    token = f"ghp_{body}{crc32_base62_checksum(body)}"
+    data = f"GITHUB_TOKEN={token}\nSESSION_TOKEN={body}x\n".encode()
+    hits = list(detector.scan(FileContext("/app/.env", 0, len(data)), data))
+    assert sorted(h.rule for h in hits) == ["generic-secret-unquoted", "github-pat-classic"]
+    assert RULESET.by_id["generic-secret-unquoted"].fallback
+    assert not RULESET.by_id["github-pat-classic"].fallback
+
+
+def _path_for(globs: tuple[str, ...]) -> str:
+    if not globs:
+        return "/app/file.txt"
+    g = globs[0].replace("*", "x")
+    return g if g.startswith("/") else f"/app/{g}"
+
+
+@pytest.mark.parametrize("rule", [pytest.param(r, id=r.id) for r in RULESET.rules])
+def test_detector_finds_every_example_through_the_prefilter(
+    detector: PatternDetector,
+    rule,  # type: ignore[no-untyped-def]
+) -> None:
+    """The keyword windows never hide a match the rule's regex finds on the whole text."""
+    path = _path_for(rule.paths)
+    assert rule.applies_to(path)
+    for ex in rule.examples:
+        data = ex.text.encode()
+        hits = list(detector.scan(FileContext(path, 0, len(data)), data))
+        mine = [h.secret for h in hits if h.rule == rule.id]
+        if ex.secret in mine:
+            continue
+        # a fallback rule may yield to a specific rule that found an overlapping secret
+        assert rule.fallback, (ex.text[:80], mine)
+        start = data.index(ex.secret.encode())
+        end = start + len(ex.secret.encode())
+        assert any(h.offset < end and start < h.offset + len(h.secret.encode()) for h in hits), (
+            ex.text[:80]
+        )

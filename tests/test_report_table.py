@@ -10,7 +10,7 @@ from report_samples import check_golden, raw_secrets, sample_image, sample_resul
 
 from imgscan.model import ScanResult, Severity, Status
 from imgscan.report.render import render
-from imgscan.report.table import instruction, summary_line, write_table
+from imgscan.report.table import MAX_SUPPRESSED_ROWS, instruction, summary_line, write_table
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -112,3 +112,17 @@ def test_empty_result() -> None:
     out = buf.getvalue()
     assert "No findings | 0 suppressed | 0 unscanned" in out
     assert "SEVERITY" not in out
+
+
+def test_many_suppressed_rows_are_capped() -> None:
+    r = sample_result()
+    many = tuple(
+        dataclasses.replace(r.findings[0], fingerprint=f"{i:032x}", line=i + 1)
+        for i in range(MAX_SUPPRESSED_ROWS + 5)
+    )
+    big = dataclasses.replace(r, findings=many)
+    out = table(big, suppressions={f.fingerprint: "accepted" for f in many})
+    assert f"SUPPRESSED ({len(many)})" in out
+    assert "… and 5 more suppressed" in out
+    assert out.count(" accepted\n") == MAX_SUPPRESSED_ROWS
+    assert "No findings" in out and f"{len(many)} suppressed" in out

@@ -214,6 +214,7 @@ def _rule_toml(
         ({"extra": 'validator = "psychic"\n'}, "unknown validator"),
         ({"extra": 'colour = "red"\n'}, "unknown keys"),
         ({"extra": "entropy = 12\n"}, "entropy"),
+        ({"extra": 'fallback = "yes"\n'}, "fallback must be a boolean"),
         ({"rid": "Bad_ID"}, "id must be"),
     ],
 )
@@ -390,3 +391,16 @@ def test_basic_auth_validator() -> None:
     assert basic_auth(base64.b64encode(b"user:pa55word").decode()) is True
     assert basic_auth(base64.b64encode(b"user:").decode()) is False
     assert basic_auth("Authentication") is False
+
+
+def test_documented_example_rule_is_valid(tmp_path: Path) -> None:
+    import re
+
+    doc = (Path(__file__).parent.parent / "docs" / "rules.md").read_text()
+    block = re.search(r"```toml\n(.*?)```", doc, re.S)
+    assert block is not None
+    path = tmp_path / "doc.toml"
+    path.write_text(block.group(1))
+    results = check_rule_file(path)
+    assert len(results) == 4
+    assert all(r.ok for r in results), results

@@ -21,7 +21,7 @@ from imgscan.detect.entropy import is_placeholder
 from imgscan.findings.fingerprint import fingerprint, redact, secret_digest
 from imgscan.model import Category, Finding, Severity
 
-_ARG_PREFIX_RE = re.compile(r"^\|(\d+)\s+")
+_ARG_PREFIX_RE = re.compile(r"^(?:RUN\s+)?\|(\d+)\s+")  # classic and BuildKit forms
 _AUTH_HEADER_RE = re.compile(
     r"(?:Authorization|Proxy-Authorization)\s*:\s*(?:Bearer|Token|Basic)\s+([^\s\"']{8,})"
     r"|(?:X-[A-Za-z-]*(?:Token|Key|Secret|Auth)[A-Za-z-]*|PRIVATE-TOKEN|JOB-TOKEN)\s*:\s*"
@@ -68,6 +68,12 @@ def history_layers(config: Mapping[str, Any], n_layers: int) -> list[int | None]
     for k in range(1, min(n_layers, len(non_empty)) + 1):
         out[non_empty[-k]] = n_layers - k
     return out
+
+
+def _is_arg(text: str, pos: int) -> bool:
+    """Whether the assignment at ``pos`` belongs to an ARG instruction or a ``|N`` arg prefix."""
+    head = text[:pos]
+    return bool(re.search(r"(?:^|\s)ARG\s", head) or _ARG_PREFIX_RE.match(text))
 
 
 def _unquote(value: str) -> str:
@@ -185,7 +191,7 @@ class ConfigSecretsAnalyzer:
             if env_value_is_secret(name, value):
                 yield (
                     "config-build-arg-secret"
-                    if "ARG" in text[: am.start()]
+                    if _is_arg(text, am.start(1))
                     else "config-env-secret",
                     value,
                     f"{name} is set in the build history",

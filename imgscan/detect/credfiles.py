@@ -53,6 +53,7 @@ class _Emitter:
         check: bool = True,
         severity: Severity | None = None,
     ) -> Hit | None:
+        """A hit for ``value`` (found at or after ``start``), or None for a repeat/placeholder."""
         v = value.strip()
         if not v or v in self.seen or (check and is_placeholder(v)):
             return None

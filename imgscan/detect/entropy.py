@@ -167,7 +167,7 @@ _ROOTS = (
 )
 _ASSIGN_AFTER_RE = re.compile(rb"[a-z0-9_.\-]{0,30}[\"'\]]{0,2}\s{0,4}(?::=|=>|[=:(]|!=)")
 _HEADER_AFTER_RE = re.compile(rb"\s{1,4}[a-z0-9+/_\-]{20,}")
-_RUN_RE = re.compile(rb"[\"'=:]\s{0,4}[a-z0-9+/_\-]{20,}")
+_RUN_RE = re.compile(rb"[\"'=:>]\s{0,4}[a-z0-9+/_\-.]{20,}")
 _DIGIT_RE = re.compile(rb"[0-9]")
 _KEYWORD_CONTEXT_RE = re.compile(
     r"(?:pass(?:wd|word|phrase)?|pwd|secret|token|api_?key|apikey|auth|access_?key"
@@ -183,8 +183,13 @@ _NOT_SECRET_CONTEXT_RE = re.compile(
 )  # matched against lower-cased text
 # camelCase keys naming an id, ARN or name: "JobId", "DbClusterResourceId", "RoleArn"
 _CAMEL_ID_RE = re.compile(r"[a-z](?:Id|ID|Ids|Arn|ARN|Name|Identifier|Sha|SHA|Hash|Digest)\b")
-_QUOTED_TOKEN_RE = re.compile(r"([\"'`])([A-Za-z0-9+/=_\-]{20,})\1")
-_ASSIGNED_TOKEN_RE = re.compile(r"(?:[:=]|=>)\s*([A-Za-z0-9+/=_\-]{20,})(?=\s*(?:$|[,;#)\]}]))")
+_QUOTED_TOKEN_RE = re.compile(r"([\"'`])([A-Za-z0-9+/=_\-][A-Za-z0-9+/=_\-.]{19,})\1")
+_ASSIGNED_TOKEN_RE = re.compile(
+    r"(?:[:=]|=>)\s*([A-Za-z0-9+/=_\-][A-Za-z0-9+/=_\-.]{19,})(?=\s*(?:$|[,;#)\]}]))"
+)
+_XML_TOKEN_RE = re.compile(r">\s*([A-Za-z0-9+/=_\-][A-Za-z0-9+/=_\-.]{19,})\s*</")
+# A short vendor prefix in front of a hex secret: dop_v1_<hex>, shpat_<hex>
+_PREFIXED_HEX_RE = re.compile(r"[A-Za-z]{2,12}[_\-.](?:v\d+[_\-.])?([0-9a-f]{32,})")
 _AUTH_HEADER_TOKEN_RE = re.compile(r"\b(?:bearer|basic|token)\s+([A-Za-z0-9+/=_\-.~]{20,})", re.I)
 # Base64 of well-known binary formats (PNG, JPEG, GIF, PDF, gzip, zip, XML, SVG, fonts...).
 _ENCODED_DATA_PREFIXES = (
@@ -250,6 +255,7 @@ def _blank_random_run(m: re.Match[str]) -> str:
     return " " if random_like or len(s) >= 64 else s
 
 
+_BARE_TOKEN_RE = re.compile(r"[A-Za-z0-9+/=_\-.]{20,}")
 _HEX = frozenset(string.hexdigits)
 _WHITESPACE_RE = re.compile(r"\s")
 _CODE_VALUE_RE = re.compile(
@@ -257,11 +263,37 @@ _CODE_VALUE_RE = re.compile(
     r"process\.env|env\.|settings\.|config\.|%\(|\{\{|\$\(|@|&|\*+$)",
     re.IGNORECASE,
 )
+# Published example values (RFC 6749 OAuth 2.0 examples) that documentation repeats.
+_KNOWN_EXAMPLES = frozenset(
+    {
+        "2YotnFZFEjr1zCsicMWpAA",
+        "tGzv3JOkF0XG5Qx2TlKWIA",
+        "SplxlOBeZQQYbYS6WxSbIA",
+        "czZCaGRSa3F0MzpnWDFmQmF0M2JW",
+        "s6BhdRkqt3",
+        "7Fjfp0ZBr1KtDRbnfVdmIw",
+        "i1WsRn1uB1",
+    }
+)
+_REGEX_VALUE_RE = re.compile(r"\[[^\]]*\][+*?{]|\\[dswDSWbB.]|\.\*|\(\?[:=!]|[+*]\$$")
+_RESOURCE_NAME_RE = re.compile(r"^(?:a?arn:|[a-z]{2}(?:-gov)?-[a-z]+-\d:)")  # ARNs, region ids
+_DATE_VALUE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}|$)")
+_FILE_EXT_RE = re.compile(
+    r"\.(?:html?|js|css|png|jpe?g|gif|svg|json|ya?ml|xml|txt|md|py|rb|go|java)$"
+)
+
+# Markers that make any value a placeholder / documentation example.
 _PLACEHOLDER_RE = re.compile(
-    r"(?:example|changeme|change_me|change-me|placeholder|dummy|sample|redacted|your[_\-]?|"
-    r"xxxx|\*\*\*|todo|fixme|replace|insert|enter[_\- ]|default|<|>|\$\{|\{\{|%s|test|fake|"
-    r"secret|password|passwd|token|mock|notreal|not[_\-]a[_\-]real|foo|bar\b|^abc|123456|"
-    r"qwerty|letmein|\.\.\.|^none$|^null$)",
+    r"(?:example|changeme|change_me|change-me|placeholder|redacted|your[_\-]?|"
+    r"xxxx|\*\*\*|todo|fixme|replace|insert|enter[_\- ]|<|>|\$\{|\{\{|%s|"
+    r"notreal|not[_\-]a[_\-]real|\.\.\.|^none$|^null$)",
+    re.IGNORECASE,
+)
+# Words that make a value a placeholder only when little else is left: "dummy-value" and
+# "test1234" are placeholders, "fake-yCbtDSEvMs7xfl4YmRPj" (a labelled fixture) is not.
+_WEAK_PLACEHOLDER_RE = re.compile(
+    r"(?:dummy|sample|default|test|fake|secret|password|passwd|token|mock|foo|bar|baz"
+    r"|^abc|123456|qwerty|letmein|admin|hello|world|demo)",
     re.IGNORECASE,
 )
 
@@ -269,11 +301,25 @@ _PLACEHOLDER_RE = re.compile(
 def is_placeholder(value: str) -> bool:
     """Whether a secret value is an obvious placeholder, template or documentation example."""
     v = value.strip().strip("\"'`")
-    if len(v) < 4 or is_templated_secret(v) or v.startswith("$"):
+    if len(v) < 4 or is_templated_secret(v) or v.startswith("$") or v in _KNOWN_EXAMPLES:
         return True
     if len(set(v)) <= 2:
         return True  # "xxxxxxxx", "********", "00000000"
-    return bool(_PLACEHOLDER_RE.search(v))
+    if _PLACEHOLDER_RE.search(v):
+        return True
+    if not _WEAK_PLACEHOLDER_RE.search(v):
+        return False
+    rest = _WEAK_PLACEHOLDER_RE.sub("", v).strip("-_.:/ ")
+    return len(rest) < 12 or _random_score(rest) < 3.3
+
+
+def _random_score(s: str) -> float:
+    """Shannon entropy in bits per character (how random a leftover string looks)."""
+    counts: dict[str, int] = {}
+    for c in s:
+        counts[c] = counts.get(c, 0) + 1
+    n = len(s)
+    return -sum(k / n * math.log2(k / n) for k in counts.values())
 
 
 _SEGMENT_RE = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|[0-9]+")
@@ -296,8 +342,9 @@ def _is_hyphenated_name(s: str) -> bool:
     parts = [p for p in _PART_SPLIT_RE.split(s) if p]
     if len(parts) < 4:
         return False
-    wordy = sum(1 for p in parts if p.isalpha() and len(p) >= 3)
-    return wordy * 2 >= len(parts)
+    wordy = [p for p in parts if (p.isalpha() and len(p) >= 3) or looks_like_identifier(p)]
+    others = [p for p in parts if p not in wordy]
+    return len(wordy) * 2 >= len(parts) and all(len(p) <= 12 for p in others)
 
 
 def _char_classes(s: str) -> int:
@@ -389,6 +436,45 @@ class EntropyDetector:
             line = raw.decode("utf-8", "replace")
             yield from self._scan_line(line, raw, line_off, regexes)
 
+    def scan_strings(self, ctx: FileContext, text: bytes, neighbours: int = 2) -> Iterator[Hit]:
+        """Scan the strings of a compiled file, one per line (e.g. a .pyc's constants).
+
+        Besides the usual candidate lines, a run that is one bare high-entropy token is
+        reported when a secret-sounding name sits within ``neighbours`` runs of it (a
+        .pyc keeps ``SECRET_KEY`` and its value as separate constants).
+        """
+        regexes = _keyword_regexes(ctx.path)
+        reported: set[str] = set()
+        for line_off, raw in _candidate_lines(text, self.options.max_line_len):
+            for hit in self._scan_line(raw.decode("utf-8", "replace"), raw, line_off, regexes):
+                reported.add(hit.secret)
+                yield hit
+        runs = text.split(b"\n")
+        offsets = []
+        pos = 0
+        for run in runs:
+            offsets.append(pos)
+            pos += len(run) + 1
+        for i, run in enumerate(runs):
+            if not self.options.min_bare_len <= len(run) <= self.options.max_line_len:
+                continue
+            m = _BARE_TOKEN_RE.search(run.decode("ascii", "replace"))
+            if m is None:
+                continue
+            token = m.group()
+            if len(token) < self.options.min_bare_len or token in reported:
+                continue
+            near = b" ".join(runs[max(0, i - neighbours) : i] + runs[i + 1 : i + 1 + neighbours])
+            context = near.decode("ascii", "replace")
+            low = context.lower()
+            if not _KEYWORD_CONTEXT_RE.search(low):
+                continue
+            hashy = bool(_NOT_SECRET_CONTEXT_RE.search(low) or _CAMEL_ID_RE.search(context))
+            found = self._entropy_hit(token, token, run, offsets[i], True, hashy)
+            if found is not None:
+                reported.add(token)
+                yield found
+
     def scan_text(self, text: str, path: str = "") -> list[Hit]:
         """Scan one string (e.g. an image config value); offsets are into its UTF-8 bytes."""
         raw = text.encode("utf-8", "surrogateescape")
@@ -441,7 +527,7 @@ class EntropyDetector:
             if m.group(2) not in seen:
                 seen.add(m.group(2))
                 yield m.group(2)
-        for rx in (_ASSIGNED_TOKEN_RE, _AUTH_HEADER_TOKEN_RE):
+        for rx in (_ASSIGNED_TOKEN_RE, _AUTH_HEADER_TOKEN_RE, _XML_TOKEN_RE):
             for m in rx.finditer(line):
                 if m.group(1) not in seen:
                     seen.add(m.group(1))
@@ -468,6 +554,11 @@ class EntropyDetector:
             or v.startswith(("/", "./", "~/", "http://", "https://", "file:"))
             or not any(c.isalpha() for c in v)
             or is_potential_uuid(v)
+            or _REGEX_VALUE_RE.search(v)
+            or _DATE_VALUE_RE.match(v)
+            or _RESOURCE_NAME_RE.match(v)
+            or v.count(":") >= 3
+            or v.endswith(".")
         ):
             return None
         if all(c in _HEX for c in v) and (hashy or len(v) < 32):
@@ -492,7 +583,11 @@ class EntropyDetector:
         self, token: str, line: str, raw: bytes, line_off: int, keyword_ctx: bool, hashy: bool
     ) -> Hit | None:
         opts = self.options
-        tok = token.rstrip("=")
+        tok = token.rstrip("=").strip(".")
+        if tok.startswith("eyJ") and tok.count(".") == 2:
+            return None  # a JWT: the pattern rules decode and validate those
+        if tok.count(".") >= 1 and not keyword_ctx:
+            return None  # dotted names (hosts, packages, versions) need a secret word nearby
         if is_potential_uuid(token) or is_sequential_string(token) or is_placeholder(token):
             return None
         idx = line.find(token)
@@ -507,10 +602,12 @@ class EntropyDetector:
             or _is_hyphenated_name(tok)
         ):
             return None  # base64 of an image, font, archive or document
-        if all(c in _HEX for c in tok):
-            if len(tok) < opts.min_hex_len or not keyword_ctx or hashy:
+        prefixed = _PREFIXED_HEX_RE.fullmatch(tok)
+        if all(c in _HEX for c in tok) or prefixed:
+            hex_part = prefixed.group(1) if prefixed else tok
+            if len(hex_part) < opts.min_hex_len or not keyword_ctx or hashy:
                 return None  # hex with no secret word nearby is a hash or an id
-            entropy = self._hex.calculate_shannon_entropy(tok)
+            entropy = self._hex.calculate_shannon_entropy(hex_part)
             if entropy <= opts.hex_limit:
                 return None
             return Hit(
@@ -524,13 +621,12 @@ class EntropyDetector:
             )
         if len(tok) < opts.min_base64_len or hashy:
             return None
-        if not (
-            any(c.isdigit() for c in tok)
-            and any(c.isupper() for c in tok)
-            and any(c.islower() for c in tok)
-        ):
+        mixed_case = any(c.isupper() for c in tok) and any(c.islower() for c in tok)
+        if not mixed_case or not (keyword_ctx or any(c.isdigit() for c in tok)):
             return None  # identifiers, words-with-dashes, lower-case slugs
-        if tok.count("/") >= 2 and re.search(r"/[a-z]{3,}/", tok):
+        if (tok.count("/") >= 2 and re.search(r"/[a-z]{3,}/", tok)) or (
+            tok.startswith("/") or _FILE_EXT_RE.search(tok)
+        ):
             return None  # a path or URL fragment
         entropy = self._b64.calculate_shannon_entropy(tok)
         # Short strings cannot reach the limit (log2(len) caps entropy); scale it.

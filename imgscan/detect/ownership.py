@@ -5,7 +5,9 @@ dpkg ``/var/lib/dpkg/info/*.md5sums`` (+ ``Conffiles`` in ``/var/lib/dpkg/status
 apk ``/lib/apk/db/installed`` (``Z:Q1`` = base64 SHA-1) and pip ``*.dist-info/RECORD``
 (``sha256=`` urlsafe base64). A finding in an unmodified package-owned file is a
 vendor's file, not the image author's secret; a modified one deserves attention.
-rpm is not read (its sqlite/BDB header blobs are not cheap to parse).
+and rpm's sqlite database (``/var/lib/rpm/rpmdb.sqlite`` or
+``/usr/lib/sysimage/rpm/rpmdb.sqlite``: header blobs with file digests). The old
+Berkeley DB ``Packages`` format is not read.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import binascii
 import hashlib
 import posixpath
 import re
+import sqlite3
+import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -23,6 +27,20 @@ Verdict = Literal["unmodified", "modified"]
 
 _DPKG_MD5SUMS_RE = re.compile(r"^/var/lib/dpkg/(?:info|status\.d)/([^/]+)\.md5sums$")
 _RECORD_RE = re.compile(r"^(.*)/([^/]+)\.dist-info/RECORD$")
+RPMDB_PATHS = ("/var/lib/rpm/rpmdb.sqlite", "/usr/lib/sysimage/rpm/rpmdb.sqlite")
+
+# rpm header tags and types we read
+_RPMTAG_NAME = 1000
+_RPMTAG_FILEDIGESTS = 1035
+_RPMTAG_DIRINDEXES = 1116
+_RPMTAG_BASENAMES = 1117
+_RPMTAG_DIRNAMES = 1118
+_RPMTAG_FILEDIGESTALGO = 5011
+_RPM_INT32 = 4
+_RPM_STRING = 6
+_RPM_STRING_ARRAY = 8
+_RPM_I18NSTRING = 9
+_RPM_DIGEST_ALGOS = {1: "md5", 2: "sha1", 8: "sha256", 9: "sha384", 10: "sha512"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +105,8 @@ class PackageDB:
             self._add_dpkg_conffiles(content)
         elif path == "/lib/apk/db/installed":
             self._add_apk(content)
+        elif path in RPMDB_PATHS:
+            self._add_rpm_sqlite(content)
         else:
             r = _RECORD_RE.match(path)
             if r:
@@ -151,6 +171,53 @@ class PackageDB:
             path = posixpath.normpath(posixpath.join(site_dir, rel))
             self._owners[path] = Owner(package, digest, "sha256", "pip")
 
+    def _add_rpm_sqlite(self, content: bytes) -> None:
+        if content[18:20] == b"\x02\x02":
+            # WAL-mode file: an in-memory copy cannot use WAL, so mark it as rollback-journal
+            # (the file-format bytes only; pages not yet checkpointed from -wal are not seen).
+            content = content[:18] + b"\x01\x01" + content[20:]
+        try:
+            conn = sqlite3.connect(":memory:")
+            try:
+                conn.deserialize(content)
+                rows = conn.execute("SELECT blob FROM Packages").fetchall()
+            finally:
+                conn.close()
+        except (sqlite3.Error, ValueError, OverflowError, MemoryError):
+            return  # not a readable rpm sqlite database: nothing is owned
+        for (blob,) in rows:
+            if isinstance(blob, bytes):
+                self._add_rpm_header(blob)
+
+    def _add_rpm_header(self, blob: bytes) -> None:
+        tags = _rpm_header(blob)
+        name = tags.get(_RPMTAG_NAME)
+        basenames = tags.get(_RPMTAG_BASENAMES)
+        dirnames = tags.get(_RPMTAG_DIRNAMES)
+        dirindexes = tags.get(_RPMTAG_DIRINDEXES)
+        digests = tags.get(_RPMTAG_FILEDIGESTS)
+        algo_tag = tags.get(_RPMTAG_FILEDIGESTALGO)
+        if not (
+            isinstance(name, str)
+            and isinstance(basenames, list)
+            and isinstance(dirnames, list)
+            and isinstance(dirindexes, list)
+            and isinstance(digests, list)
+        ):
+            return
+        algo_num = algo_tag[0] if isinstance(algo_tag, list) and algo_tag else 1
+        algo = _RPM_DIGEST_ALGOS.get(int(algo_num))
+        if algo is None:
+            return
+        for base, idx, digest in zip(basenames, dirindexes, digests, strict=False):
+            if not (isinstance(base, str) and isinstance(idx, int) and isinstance(digest, str)):
+                continue
+            if not digest or not 0 <= idx < len(dirnames):
+                continue  # directories, symlinks and ghosts have no digest
+            d = dirnames[idx]
+            if isinstance(d, str):
+                self._owners[d + base] = Owner(name, digest.lower(), algo, "rpm")
+
     def owner(self, path: str) -> tuple[str, str, str] | None:
         """``(package, expected_digest_hex, algo)`` for a package-owned path, else None."""
         o = self._owners.get(path)
@@ -184,8 +251,10 @@ class PackageDB:
             actual = md5_hex.lower() if md5_hex else None
         elif o.algo == "sha256":
             actual = _normalize_sha256(sha256)
-        else:
+        elif o.algo == "sha1":
             actual = sha1_hex.lower() if sha1_hex else None
+        else:
+            actual = None  # sha384/sha512 rpm digests: only verdict_for_content can tell
         if actual is None:
             return None
         return "unmodified" if actual == o.digest else "modified"
@@ -196,6 +265,9 @@ class PackageDB:
         if algo is None:
             return None
         digest = hashlib.new(algo, data, usedforsecurity=False).hexdigest()
+        if algo in ("sha384", "sha512"):
+            o = self._owners[path]
+            return "unmodified" if digest == o.digest else "modified"
         return self.verdict(
             path,
             digest if algo == "md5" else None,
@@ -206,3 +278,47 @@ class PackageDB:
     def paths(self) -> Iterable[str]:
         """Every package-owned path known."""
         return self._owners.keys()
+
+
+def _rpm_header(blob: bytes) -> dict[int, str | list[str] | list[int]]:
+    """The tags we need from an rpm header blob (index entries + data store), or {}."""
+    out: dict[int, str | list[str] | list[int]] = {}
+    if len(blob) < 8:
+        return out
+    il, dl = struct.unpack(">II", blob[:8])
+    start = 8 + 16 * il
+    if il > 100_000 or start + dl > len(blob):
+        return out
+    store = blob[start : start + dl]
+    wanted = (
+        _RPMTAG_NAME,
+        _RPMTAG_FILEDIGESTS,
+        _RPMTAG_DIRINDEXES,
+        _RPMTAG_BASENAMES,
+        _RPMTAG_DIRNAMES,
+        _RPMTAG_FILEDIGESTALGO,
+    )
+    for i in range(il):
+        tag, typ, off, count = struct.unpack(">IIII", blob[8 + 16 * i : 24 + 16 * i])
+        if tag not in wanted or off >= len(store) or count > len(store):
+            continue
+        if typ == _RPM_INT32:
+            end = off + 4 * count
+            if end <= len(store):
+                out[tag] = list(struct.unpack(f">{count}I", store[off:end]))
+        elif typ in (_RPM_STRING, _RPM_I18NSTRING):
+            end = store.find(b"\0", off)
+            if end >= 0:
+                out[tag] = store[off:end].decode("utf-8", "replace")
+        elif typ == _RPM_STRING_ARRAY:
+            strings: list[str] = []
+            pos = off
+            for _ in range(count):
+                end = store.find(b"\0", pos)
+                if end < 0:
+                    break
+                strings.append(store[pos:end].decode("utf-8", "replace"))
+                pos = end + 1
+            if len(strings) == count:
+                out[tag] = strings
+    return out

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 from imgscan.detect.base import FileContext, Hit
 from imgscan.detect.prefilter import Prefilter
-from imgscan.detect.rules import Rule, RuleSet
+from imgscan.detect.rules import Rule, RuleMatch, RuleSet
 from imgscan.errors import ConfigError
 
 # A keyword hit is searched within its own line, clipped to this many bytes either side.
@@ -17,9 +17,7 @@ _DENSE_HITS = 256
 _NEWLINE = re.compile(b"\n")
 
 
-def _line_window(
-    data: bytes, start: int, end: int, newlines: list[int] | None
-) -> tuple[int, int]:
+def _line_window(data: bytes, start: int, end: int, newlines: list[int] | None) -> tuple[int, int]:
     """The line around data[start:end], clipped to LINE_REACH bytes either side."""
     floor = max(0, start - LINE_REACH)
     ceil = min(len(data), end + LINE_REACH)
@@ -108,6 +106,8 @@ class PatternDetector:
     def scan(self, ctx: FileContext, data: bytes) -> Iterator[Hit]:
         """Yield one hit per accepted rule match; offsets are those of the secret in ``data``."""
         seen: set[tuple[int, int]] = set()
+        fallbacks: list[tuple[Rule, RuleMatch]] = []
+        spans: list[tuple[int, int]] = []
         for ri, wins in self.candidates(ctx, data).items():
             rule = self.rules[ri]
             finditer = rule.regex.finditer
@@ -118,15 +118,49 @@ class PatternDetector:
                     if found is None or (ri, found.start) in seen:
                         continue
                     seen.add((ri, found.start))
-                    yield Hit(
-                        rule=rule.id,
-                        title=rule.title,
-                        severity=rule.severity,
-                        secret=found.secret,
-                        offset=found.start,
-                        validated=found.validated,
-                        extra={"remediation": rule.remediation} if rule.remediation else {},
-                    )
+                    if rule.fallback:
+                        fallbacks.append((rule, found))
+                    else:
+                        spans.append((found.start, found.end))
+                        yield _hit(rule, found)
+        if not fallbacks:
+            return
+        spans.sort()
+        starts = [s for s, _ in spans]
+        reach = _max_prefix(spans)
+        kept: list[tuple[int, int]] = []
+        for rule, found in fallbacks:
+            # a specific rule's secret overlapping this one wins (GITHUB_TOKEN=ghp_... is one
+            # finding), and of overlapping fallback matches the first rule's is kept
+            i = bisect_left(starts, found.end)
+            if i and reach[i - 1] > found.start:
+                continue
+            if any(s < found.end and found.start < e for s, e in kept):
+                continue
+            kept.append((found.start, found.end))
+            yield _hit(rule, found)
+
+
+def _max_prefix(spans: list[tuple[int, int]]) -> list[int]:
+    """Running maximum of the span ends, for overlap tests against sorted spans."""
+    out: list[int] = []
+    best = -1
+    for _, end in spans:
+        best = max(best, end)
+        out.append(best)
+    return out
+
+
+def _hit(rule: Rule, found: RuleMatch) -> Hit:
+    return Hit(
+        rule=rule.id,
+        title=rule.title,
+        severity=rule.severity,
+        secret=found.secret,
+        offset=found.start,
+        validated=found.validated,
+        extra={"remediation": rule.remediation} if rule.remediation else {},
+    )
 
 
 __all__ = ["LINE_REACH", "PatternDetector"]

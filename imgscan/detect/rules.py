@@ -14,6 +14,7 @@ from fnmatch import fnmatchcase
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from imgscan.detect.validators import VALIDATORS
@@ -90,6 +91,7 @@ _KEYS = {
     "require_valid",
     "default_filters",
     "window",
+    "fallback",
     "examples",
     "counter_examples",
     "remediation",
@@ -139,6 +141,7 @@ class Rule:
     validator: str | None = None
     require_valid: bool = False
     window: int = 0  # 0: the keyword's line (bounded); N: N bytes either side, across lines
+    fallback: bool = False  # reported only where no specific rule found an overlapping secret
     description: str = ""
     remediation: str = ""
     examples: tuple[Example, ...] = ()
@@ -401,9 +404,14 @@ def _build_rule(raw: Any, source: str) -> Rule:
     window = raw.get("window", 0)
     if not isinstance(window, int) or not 0 <= window <= MAX_WINDOW:
         raise err(f"window must be an integer of bytes, 0-{MAX_WINDOW}")
-    default_filters = raw.get("default_filters", True)
-    if not isinstance(default_filters, bool):
-        raise err("default_filters must be a boolean")
+    flags = {
+        k: raw.get(k, d)
+        for k, d in (("default_filters", True), ("fallback", False), ("require_valid", False))
+    }
+    for key, value in flags.items():
+        if not isinstance(value, bool):
+            raise err(f"{key} must be a boolean")
+    default_filters = flags["default_filters"]
     stopwords = tuple(w.lower() for w in _str_list(raw.get("stopwords"), "stopwords", err))
     allow_src = _str_list(raw.get("allow"), "allow", err)
     if default_filters:
@@ -428,8 +436,9 @@ def _build_rule(raw: Any, source: str) -> Rule:
         ),
         stopwords=stopwords,
         validator=validator,
-        require_valid=bool(raw.get("require_valid", False)),
+        require_valid=flags["require_valid"],
         window=window,
+        fallback=flags["fallback"],
         description=str(raw.get("description", "")),
         remediation=str(raw.get("remediation", "")),
         examples=_parse_examples(raw.get("examples"), err),
@@ -472,7 +481,11 @@ def load_rule_file(path: Path) -> list[Rule]:
 
 
 def _builtin_files() -> list[Traversable]:
-    root = files("imgscan.signatures")
+    root: Traversable
+    try:
+        root = files("imgscan.signatures")
+    except ModuleNotFoundError:  # a source checkout on PYTHONPATH without the package mapping
+        root = Path(__file__).resolve().parents[2] / "signatures"
     return sorted((f for f in root.iterdir() if f.name.endswith(".toml")), key=lambda f: f.name)
 
 
@@ -516,7 +529,7 @@ def load_ruleset(
     kept = tuple(r for r in rules if r.id not in set(disabled))
     for r in kept:
         digest.update(r.id.encode() + b"\0")
-    return RuleSet(kept, digest.hexdigest(), {r.id: r for r in kept})
+    return RuleSet(kept, digest.hexdigest(), MappingProxyType({r.id: r for r in kept}))
 
 
 # ---------------------------------------------------------------------------- examples

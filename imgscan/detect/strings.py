@@ -126,6 +126,36 @@ def _merge(
             y = next(b, None)
 
 
+# marshal type codes of str objects (with or without FLAG_REF 0x80): short ASCII ('z', 'Z')
+# have a 1-byte length, the others ('a', 'A', 'u', 't') a 4-byte little-endian length.
+_MARSHAL_STR_RE = re.compile(rb"[zZ\xfa\xda]|[aAut\xe1\xc1\xf5\xf4]", re.DOTALL)
+_SHORT_TYPES = frozenset(b"zZ\xfa\xda")
+
+
+def pyc_strings(data: bytes, min_len: int = 8) -> Iterator[tuple[int, bytes]]:
+    """Yield ``(offset, value)`` for the printable str constants and names of a .pyc file."""
+    pos = 16  # after the header
+    end = len(data)
+    for m in _MARSHAL_STR_RE.finditer(data, 16):
+        p = m.start()
+        if p < pos:
+            continue
+        if data[p] in _SHORT_TYPES:
+            if p + 2 > end:
+                break
+            n, start = data[p + 1], p + 2
+        else:
+            if p + 5 > end:
+                break
+            n, start = int.from_bytes(data[p + 1 : p + 5], "little"), p + 5
+        if n < min_len or start + n > end:
+            continue
+        value = data[start : start + n]
+        if _ascii_re(min_len).fullmatch(value):
+            yield start, value
+            pos = start + n
+
+
 @dataclass(frozen=True, slots=True)
 class StringsView:
     """The printable runs of a binary joined by newlines, with a map back to binary offsets."""
@@ -150,6 +180,19 @@ def strings_view(data: bytes, min_len: int = 8, *, utf16: bool | None = None) ->
     """Join the printable runs of ``data`` into one newline-separated text."""
     if utf16 is None:
         utf16 = is_pe(data[:_HEAD]) or data.startswith(b"\xff\xfe")
+    if is_pyc(data[:_HEAD]):
+        runs = list(pyc_strings(data, min_len))
+        run_starts: list[int] = []
+        at = 0
+        for _, run in runs:
+            run_starts.append(at)
+            at += len(run) + 1
+        return StringsView(
+            b"\n".join(r for _, r in runs),
+            tuple(run_starts),
+            tuple(o for o, _ in runs),
+            (False,) * len(runs),
+        )
     parts: list[bytes] = []
     starts: list[int] = []
     origins: list[int] = []
@@ -179,7 +222,9 @@ def strings_view(data: bytes, min_len: int = 8, *, utf16: bool | None = None) ->
 class BinaryStringsDetector:
     """Runs text detectors over the printable strings of binary files.
 
-    Text files and archives are left alone (the inner detectors see text
+    For ``.pyc`` files a detector's ``scan_strings(ctx, text)`` is used when it has
+    one (constants and their names are separate runs there). Text files and archives
+    are left alone (the inner detectors see text
     directly, the nested expander opens archives); hit
     offsets are mapped back to the binary, and hits carry ``no_line``.
     """
@@ -197,8 +242,11 @@ class BinaryStringsDetector:
         view = strings_view(data, self.min_len)
         if not view.text:
             return
+        compiled = is_pyc(data)
         for det in self.inner:
-            for hit in det.scan(ctx, view.text):
+            strings_scan = getattr(det, "scan_strings", None) if compiled else None
+            hits = strings_scan(ctx, view.text) if strings_scan else det.scan(ctx, view.text)
+            for hit in hits:
                 yield Hit(
                     rule=hit.rule,
                     title=hit.title,

@@ -27,6 +27,7 @@ GROUPS: tuple[tuple[Status | None, str], ...] = (
 HEADERS = ("SEVERITY", "RULE", "WHERE", "LAYER", "CREATED BY", "VALUE")
 INSTRUCTION_WIDTH = 40
 VALUE_WIDTH = 60
+MAX_SUPPRESSED_ROWS = 20  # accepted findings are listed in full in JSON and SARIF
 
 
 def sort_key(f: Finding) -> tuple[Any, ...]:
@@ -202,7 +203,7 @@ def write_table(
                 layer_label(f),
                 clean(sup[f.fingerprint]),
             ]
-            for f in suppressed
+            for f in suppressed[:MAX_SUPPRESSED_ROWS]
         ]
         stream.write(
             tabulate(
@@ -212,6 +213,9 @@ def write_table(
             )
         )
         stream.write("\n")
+        if len(suppressed) > MAX_SUPPRESSED_ROWS:
+            more = len(suppressed) - MAX_SUPPRESSED_ROWS
+            stream.write(f"… and {more} more suppressed (all are listed in --format json)\n")
     if result.unscanned:
         stream.write("\n" + _paint(f"NOT SCANNED ({len(result.unscanned)})", "1", color) + "\n")
         rows = [
