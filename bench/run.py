@@ -1,7 +1,7 @@
 """Run imgscan and rival scanners on the benchmark image; compare speed, memory and recall.
 
-    python bench/run.py [--repeat 3] [--tools imgscan,kingfisher,gitleaks,detect-secrets]
-                        [--size-factor 1] [--ds-timeout 240] [--tmpdir DIR]
+    python bench/run.py [--repeat 3] [--size-factor 1] [--ds-timeout 240] [--tmpdir DIR]
+                        [--tools imgscan,kingfisher,kingfisher-tmpfs,gitleaks,detect-secrets]
                         [--cache-rescan] [--scaling]
 
 Each round runs every tool once, in an order rotated per round (so no tool always runs on a
@@ -208,16 +208,19 @@ class Hit:
     sha256: str | None = None
     sha1: str | None = None
     extracted: bool = False  # from a scan of the extracted layers (config.json lines)
+    severity: str | None = None  # imgscan only ("info" = demoted, e.g. package-owned file)
 
 
 def norm_path(p: str | None) -> str:
     """Normalise a reported path for comparison."""
     if not p:
         return "<config>"
-    p = p.replace(" | ", "!")
-    while p.startswith(("./", "/")):
-        p = p[1:] if p.startswith("/") else p[2:]
-    return p
+    parts = []
+    for part in p.replace(" | ", "!").split("!"):
+        while part.startswith(("./", "/")):
+            part = part[1:] if part.startswith("/") else part[2:]
+        parts.append(part)
+    return "!".join(parts)
 
 
 def parse_imgscan(out: Path, _: dict[str, Any]) -> list[Hit]:
@@ -225,6 +228,8 @@ def parse_imgscan(out: Path, _: dict[str, Any]) -> list[Hit]:
     data = json.loads(out.read_text())
     hits = []
     for f in data.get("findings", []):
+        if f.get("category", "secret") != "secret":
+            continue  # hardening/config checks are not secret findings
         path = f.get("path")
         if f.get("location") and not path:
             path = None
@@ -235,6 +240,7 @@ def parse_imgscan(out: Path, _: dict[str, Any]) -> list[Hit]:
                 line=f.get("line"),
                 layer=f.get("layer"),
                 sha256=f.get("secret_sha256"),
+                severity=f.get("severity"),
             )
         )
     return hits
@@ -381,8 +387,8 @@ class TruthItem:
             line, first, last = h.line, self.rec["line"], self.rec["line_end"]
             if h.extracted and self.rec.get("extract_line"):
                 first = last = self.rec["extract_line"]
-            if first is None:
-                return line is None or self.rec["location"] == "pyc"
+            if first is None:  # binary (.pyc): the file holds one secret; config: no lines
+                return bool(self.rec["location"] == "pyc")
             if line is not None:
                 lo = first - 1 if self.rec["kind"].startswith("aws-") else first
                 return bool(lo <= line <= last)
@@ -399,7 +405,8 @@ def score(hits: list[Hit], truth: dict[str, Any]) -> dict[str, Any]:
     decoy_hit: set[str] = set()
     planted_fp: list[str] = []
     extra: list[str] = []
-    vendor = 0
+    vendor = vendor_info = 0
+    vendor_rules: dict[str, int] = {}
     for h in hits:
         ok = [t.rec["id"] for t in secrets if t.matches(h)]
         if ok:
@@ -412,8 +419,11 @@ def score(hits: list[Hit], truth: dict[str, Any]) -> dict[str, Any]:
             planted_fp.append(f"{h.path}:{h.line} {h.rule}")
         elif h.path.split("!")[0] in secret_paths or h.path == "<config>":
             extra.append(f"{h.path}:{h.line} {h.rule}")
+        elif h.severity == "info":
+            vendor_info += 1
         else:
             vendor += 1
+            vendor_rules[h.rule] = vendor_rules.get(h.rule, 0) + 1
 
     def recall(pred: Any) -> str:
         sel = [t.rec["id"] for t in secrets if pred(t.rec)]
@@ -436,6 +446,8 @@ def score(hits: list[Hit], truth: dict[str, Any]) -> dict[str, Any]:
         "extra_in_secret_files": len(extra),
         "extra_list": extra[:40],
         "vendor_findings": vendor,
+        "vendor_findings_info": vendor_info,
+        "vendor_rules": dict(sorted(vendor_rules.items(), key=lambda kv: -kv[1])[:15]),
         "found_ids": sorted(found),
     }
 
@@ -764,6 +776,62 @@ def render_md(res: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def readme_table(res: dict[str, Any]) -> str:
+    """The short results table for bench/README.md (between the results markers)."""
+    m = res["image"]
+    rows = [
+        f"{res['date']}, `--repeat {res['repeat']}`, {m['uncompressed_bytes'] / 1e6:.0f} MB image "
+        f"({m['image_bytes'] / 1e6:.0f} MB gzip), TMPDIR={res['tmpdir']} (kingfisher-tmpfs: "
+        "/dev/shm), medians:",
+        "",
+        "| tool | wall s | CPU s | peak RSS MB (proc / tree) | MB/s | wall × kf (disk / tmpfs) "
+        "| recall | deleted | overwritten | archive / pyc / config | decoy FP | vendor findings |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, t in res["tools"].items():
+        s = t.get("score")
+        if not s or t.get("wall") is None:
+            rows.append(f"| {name} | {t['status']} |" + " - |" * 10)
+            continue
+        wall = f"{t['wall']:.2f}"
+        if t.get("extract_seconds"):
+            wall += f" (+{t['extract_seconds']:.1f} extract)"
+        ratio = " / ".join(
+            f"{t[k]:.2f}" if t.get(k) else "-" for k in ("wall_vs_kf", "wall_vs_kf_tmpfs")
+        )
+        rows.append(
+            f"| {name} | {wall} | {t['cpu']:.2f} | {t['maxrss_mb']:.0f} / {t['tree_rss_mb']:.0f} "
+            f"| {t['mb_s']:.1f} | {ratio} | {s['recall']:.0%} ({s['found']}) | {s['deleted']} "
+            f"| {s['overwritten']} | {s['archive']} / {s['pyc']} / {s['config']} "
+            f"| {s['decoy_fp']}/{len(res['truth_decoys'])} | {s['vendor_findings']} |"
+        )
+    cr, sc = res.get("cache_rescan"), res.get("scaling")
+    if cr:
+        rows += ["", f"- verdict-cache rescan: {cr.get('status')}"]
+        if cr.get("ratio") is not None:
+            rows[-1] += (
+                f", cold {cr['cold']['wall']} s, warm {cr['warm']['wall']} s, "
+                f"ratio {cr['ratio']} (target ≤ 0.05)"
+            )
+    if sc:
+        rows += [
+            f"- scaling: imgscan on the 10x image ({sc['x10_bytes'] / 1e6:.0f} MB, byte ratio "
+            f"{sc['byte_ratio']}): {sc['x10_status']}, {sc['x10_wall']} s, time ratio "
+            f"{sc['time_ratio']} (target ≤ 11), tree RSS {sc['x10_tree_rss_mb']} MB"
+        ]
+    return "\n".join(rows) + "\n"
+
+
+def update_readme(res: dict[str, Any]) -> None:
+    """Replace the results section of bench/README.md by this run's table."""
+    path = BENCH / "README.md"
+    text = path.read_text()
+    start, end = "<!-- results:start -->\n", "<!-- results:end -->"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        path.write_text(head + start + readme_table(res) + end + rest.split(end, 1)[1])
+
+
 def main() -> int:
     """CLI entry point."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -789,6 +857,7 @@ def main() -> int:
         "--scaling", action="store_true", help="also time imgscan on the --size-factor 10 image"
     )
     ap.add_argument("--keep-extract", action="store_true")
+    ap.add_argument("--update-readme", action="store_true", help="write the table into README")
     a = ap.parse_args()
     tools = [t.strip() for t in a.tools.split(",") if t.strip()]
     for t in tools:
@@ -825,6 +894,7 @@ def main() -> int:
         "image": meta,
         "extraction": b.extraction,
         "tools": {},
+        "truth_decoys": [r["id"] for r in b.truth["decoys"]],
         "truth_secrets": [
             {k: r[k] for k in ("id", "kind", "state", "path")} for r in b.truth["secrets"]
         ],
@@ -879,12 +949,17 @@ def main() -> int:
         }
     if b.extraction and not a.keep_extract:
         shutil.rmtree(b.extract_dir, ignore_errors=True)
+    for d in (SHM / "imgscan-bench-kf", b.tmp):  # our scratch dirs, if left empty
+        with contextlib.suppress(OSError):
+            d.rmdir()
     RESULTS.mkdir(exist_ok=True)
     tmp = RESULTS / "latest.json.tmp"
     tmp.write_text(json.dumps(res, indent=1, default=str) + "\n")
     tmp.rename(RESULTS / "latest.json")
     md = render_md(res)
     (RESULTS / "latest.md").write_text(md)
+    if a.update_readme:
+        update_readme(res)
     print(md)
     return 0
 

@@ -140,9 +140,19 @@ def test_scoring_counts_recall_decoys_and_vendor_hits(plan: plant.Plan) -> None:
     s0 = next(s for s in secrets if s["kind"] == "npm-token")
     ds = run.Hit(rule="kw", path=run.norm_path(s0["path"]), line=s0["line"], layer=2, sha1="0")
     assert run.score([ds], truth)["found"] == "1/60"
+    # a config check without a value (e.g. "no USER") is not a config secret
+    check = run.Hit(rule="user-missing", path="<config>", line=None)
+    assert run.score([check], truth)["found"] == "0/60"
     # a different layer at the same path and line is not a match
     wrong = run.Hit(rule="kw", path=run.norm_path(s0["path"]), line=s0["line"], layer=3)
     assert run.score([wrong], truth)["found"] == "0/60"
+
+
+def test_paths_normalise_across_tools() -> None:
+    assert run.norm_path("/app/x.zip!/backup/prod.env") == "app/x.zip!backup/prod.env"
+    assert run.norm_path("app/x.zip | backup/prod.env") == "app/x.zip!backup/prod.env"
+    assert run.norm_path("./etc/profile") == "etc/profile"
+    assert run.norm_path(None) == "<config>"
 
 
 def test_pem_forms_match_by_digest(plan: plant.Plan) -> None:

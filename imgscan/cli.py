@@ -68,7 +68,7 @@ def _errors(debug: bool = False) -> Iterator[None]:
         sys.exit(130)
     except (click.exceptions.Exit, click.ClickException, SystemExit):
         raise
-    except Exception as exc:  # noqa: BLE001 - last resort: one line, scan-error exit code
+    except Exception as exc:
         if debug or os.environ.get("IMGSCAN_DEBUG"):
             raise
         click.echo(f"imgscan: internal error: {type(exc).__name__}: {exc}", err=True)
@@ -99,22 +99,53 @@ def _size_arg(text: str | None) -> int | None:
 
 def common_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """Options shared by every command that opens an image."""
-    f = click.option("--platform", default="linux/amd64", show_default=True,
-                     help="Platform to pick from a multi-platform index.")(f)
-    f = click.option("--docker-host", envvar="DOCKER_HOST", default=None,
-                     help="Docker engine address (default: $DOCKER_HOST).")(f)
-    f = click.option("--source", "source_kind",
-                     type=click.Choice(["archive", "oci", "engine", "registry"]),
-                     default=None, help="Force where IMAGE comes from.")(f)
-    f = click.option("--max-layer-size", default=None, metavar="SIZE",
-                     help="Cap on uncompressed bytes per layer (bomb guard), e.g. 64G.")(f)
-    f = click.option("--max-file-size", default=None, metavar="SIZE",
-                     help="Content scanned per file; larger files are reported, e.g. 4G.")(f)
+    f = click.option(
+        "--platform",
+        default="linux/amd64",
+        show_default=True,
+        help="Platform to pick from a multi-platform index.",
+    )(f)
+    f = click.option(
+        "--docker-host",
+        envvar="DOCKER_HOST",
+        default=None,
+        help="Docker engine address (default: $DOCKER_HOST).",
+    )(f)
+    f = click.option(
+        "--source",
+        "source_kind",
+        type=click.Choice(["archive", "oci", "engine", "registry"]),
+        default=None,
+        help="Force where IMAGE comes from.",
+    )(f)
+    f = click.option(
+        "--max-layer-size",
+        default=None,
+        metavar="SIZE",
+        help="Cap on uncompressed bytes per layer (bomb guard), e.g. 64G.",
+    )(f)
+    f = click.option(
+        "--max-file-size",
+        default=None,
+        metavar="SIZE",
+        help="Content scanned per file; larger files are reported, e.g. 4G.",
+    )(f)
     f = click.option("--quiet", "-q", is_flag=True, help="No progress output on stderr.")(f)
-    f = click.option("--jobs", "-j", type=click.IntRange(0, 64), default=0,
-                     help="Worker processes for layers (0 = automatic).")(f)
-    f = click.option("--cache", "cache_path", default=None, envvar="IMGSCAN_CACHE",
-                     metavar="FILE", help="SQLite per-layer verdict cache (skips known layers).")(f)
+    f = click.option(
+        "--jobs",
+        "-j",
+        type=click.IntRange(0, 64),
+        default=0,
+        help="Worker processes for layers (0 = automatic).",
+    )(f)
+    f = click.option(
+        "--cache",
+        "cache_path",
+        default=None,
+        envvar="IMGSCAN_CACHE",
+        metavar="FILE",
+        help="SQLite per-layer verdict cache (skips known layers).",
+    )(f)
     return f
 
 
@@ -159,14 +190,27 @@ def _simple_gate(result: ScanResult, fail_on: str) -> int:
 @main.command()
 @click.argument("image")
 @common_options
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
-              show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
 @click.option("--output", "-o", default=None, help="Write the report to FILE.")
 @click.option("--show-secrets", is_flag=True, help="Print full secret values (off by default).")
-@click.option("--fail-on", type=click.Choice([s.value for s in Severity]), default="high",
-              show_default=True, help="Exit 1 when a finding is at or above this severity.")
-def scan(image: str, fmt: str, output: str | None, show_secrets: bool, fail_on: str,
-         quiet: bool, **kw: Any) -> None:
+@click.option(
+    "--fail-on",
+    type=click.Choice([s.value for s in Severity]),
+    default="high",
+    show_default=True,
+    help="Exit 1 when a finding is at or above this severity.",
+)
+def scan(
+    image: str,
+    fmt: str,
+    output: str | None,
+    show_secrets: bool,
+    fail_on: str,
+    quiet: bool,
+    **kw: Any,
+) -> None:
     """Scan IMAGE for secrets and hardening problems in every layer."""
     from imgscan.scan import scan_image
 
@@ -206,14 +250,20 @@ def _write_table(result: ScanResult, stream: TextIO, show_secrets: bool) -> None
         where = f.path or f.location or ""
         if f.line:
             where += f":{f.line}"
-        rows.append([
-            str(f.severity), f.rule, where, f.layer if f.layer is not None else "-",
-            str(f.status) if f.status else "-",
-            (f.secret if show_secrets and f.secret else f.redacted) or f.message,
-        ])
+        rows.append(
+            [
+                str(f.severity),
+                f.rule,
+                where,
+                f.layer if f.layer is not None else "-",
+                str(f.status) if f.status else "-",
+                (f.secret if show_secrets and f.secret else f.redacted) or f.message,
+            ]
+        )
     if rows:
-        stream.write(tabulate(rows, headers=["severity", "rule", "path", "layer", "state",
-                                             "value"]) + "\n")
+        stream.write(
+            tabulate(rows, headers=["severity", "rule", "path", "layer", "state", "value"]) + "\n"
+        )
     stream.write(f"{len(result.findings)} findings, {len(result.unscanned)} unscanned\n")
 
 
@@ -234,7 +284,7 @@ def _short(text: str | None, width: int = 60) -> str:
     t = " ".join(text.split())
     for prefix in ("/bin/sh -c #(nop) ", "/bin/sh -c "):
         if t.startswith(prefix):
-            t = t[len(prefix):] if prefix.endswith("#(nop) ") else "RUN " + t[len(prefix):]
+            t = t[len(prefix) :] if prefix.endswith("#(nop) ") else "RUN " + t[len(prefix) :]
     return t if len(t) <= width else t[: width - 1] + "…"
 
 
@@ -242,11 +292,11 @@ def _short(text: str | None, width: int = 60) -> str:
 @click.argument("image")
 @common_options
 @click.option("--files", is_flag=True, help="List every entry with its exposure state.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
-              show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
 @click.option("--output", "-o", default=None, help="Write the listing to FILE.")
-def layers(image: str, files: bool, fmt: str, output: str | None, quiet: bool,
-           **kw: Any) -> None:
+def layers(image: str, files: bool, fmt: str, output: str | None, quiet: bool, **kw: Any) -> None:
     """Forensic listing of IMAGE, layer by layer, including hidden (deleted/overwritten) bytes."""
     from tabulate import tabulate
 
@@ -270,17 +320,41 @@ def layers(image: str, files: bool, fmt: str, output: str | None, quiet: bool,
                 stream.write(f"digest: {img.digest}\n")
             stream.write(f"platform: {img.platform or '-'}  user: {img.user or '(root)'}\n\n")
             rows = [
-                [r.index, (r.digest or r.diff_id or "-").split(":")[-1][:12], _human(r.size),
-                 _human(r.uncompressed), r.added, r.modified, r.deleted, _human(r.hidden_bytes),
-                 _short(r.created_by)]
+                [
+                    r.index,
+                    (r.digest or r.diff_id or "-").split(":")[-1][:12],
+                    _human(r.size),
+                    _human(r.uncompressed),
+                    r.added,
+                    r.modified,
+                    r.deleted,
+                    _human(r.hidden_bytes),
+                    _short(r.created_by),
+                ]
                 for r in fx.layers
             ]
-            stream.write(tabulate(rows, headers=["#", "digest", "size", "tar", "added",
-                                                 "modified", "deleted", "hidden", "created by"]))
+            stream.write(
+                tabulate(
+                    rows,
+                    headers=[
+                        "#",
+                        "digest",
+                        "size",
+                        "tar",
+                        "added",
+                        "modified",
+                        "deleted",
+                        "hidden",
+                        "created by",
+                    ],
+                )
+            )
             stream.write("\n")
             total_hidden = sum(r.hidden_bytes for r in fx.layers)
-            stream.write(f"\n{len(fx.layers)} layers; {_human(total_hidden)} hidden "
-                         "(deleted or overwritten, still recoverable from the image)\n")
+            stream.write(
+                f"\n{len(fx.layers)} layers; {_human(total_hidden)} hidden "
+                "(deleted or overwritten, still recoverable from the image)\n"
+            )
             if files:
                 stream.write("\n")
                 frows = []
@@ -288,11 +362,20 @@ def layers(image: str, files: bool, fmt: str, output: str | None, quiet: bool,
                     state = str(st) if st else str(ev.kind)
                     if changed is not None:
                         state += f" (layer {changed})"
-                    frows.append([ev.layer, str(ev.kind), oct(ev.mode & 0o7777), ev.size,
-                                  ev.path + (f" -> {ev.linkname}" if ev.linkname else ""),
-                                  state])
-                stream.write(tabulate(frows, headers=["layer", "kind", "mode", "size", "path",
-                                                      "state"]) + "\n")
+                    frows.append(
+                        [
+                            ev.layer,
+                            str(ev.kind),
+                            oct(ev.mode & 0o7777),
+                            ev.size,
+                            ev.path + (f" -> {ev.linkname}" if ev.linkname else ""),
+                            state,
+                        ]
+                    )
+                stream.write(
+                    tabulate(frows, headers=["layer", "kind", "mode", "size", "path", "state"])
+                    + "\n"
+                )
             for u in fx.unscanned:
                 stream.write(f"unscanned: layer {u.layer} {u.path}: {u.reason}\n")
 
@@ -302,25 +385,47 @@ def _forensics_dict(fx: Any, files: bool) -> dict[str, Any]:
     d: dict[str, Any] = {
         "schema_version": 1,
         "imgscan_version": __version__,
-        "image": {"reference": img.reference, "digest": img.digest,
-                  "config_digest": img.config_digest, "platform": img.platform,
-                  "user": img.user},
+        "image": {
+            "reference": img.reference,
+            "digest": img.digest,
+            "config_digest": img.config_digest,
+            "platform": img.platform,
+            "user": img.user,
+        },
         "layers": [
-            {"index": r.index, "digest": r.digest, "diff_id": r.diff_id, "size": r.size,
-             "uncompressed_size": r.uncompressed, "added": r.added, "modified": r.modified,
-             "deleted": r.deleted, "hidden_bytes": r.hidden_bytes, "created_by": r.created_by,
-             "compression": r.compression}
+            {
+                "index": r.index,
+                "digest": r.digest,
+                "diff_id": r.diff_id,
+                "size": r.size,
+                "uncompressed_size": r.uncompressed,
+                "added": r.added,
+                "modified": r.modified,
+                "deleted": r.deleted,
+                "hidden_bytes": r.hidden_bytes,
+                "created_by": r.created_by,
+                "compression": r.compression,
+            }
             for r in fx.layers
         ],
-        "unscanned": [{"layer": u.layer, "path": u.path, "reason": u.reason}
-                      for u in fx.unscanned],
+        "unscanned": [{"layer": u.layer, "path": u.path, "reason": u.reason} for u in fx.unscanned],
     }
     if files:
         d["entries"] = [
-            {"layer": ev.layer, "path": ev.path, "kind": str(ev.kind), "mode": ev.mode,
-             "uid": ev.uid, "gid": ev.gid, "size": ev.size, "mtime": ev.mtime,
-             "link": ev.linkname, "xattrs": sorted(ev.xattrs),
-             "status": str(st) if st else None, "changed_in_layer": changed}
+            {
+                "layer": ev.layer,
+                "path": ev.path,
+                "kind": str(ev.kind),
+                "mode": ev.mode,
+                "uid": ev.uid,
+                "gid": ev.gid,
+                "size": ev.size,
+                "mtime": ev.mtime,
+                "link": ev.linkname,
+                "xattrs": sorted(ev.xattrs),
+                "status": str(st) if st else None,
+                "changed_in_layer": changed,
+            }
             for ev, st, changed in fx.entries
         ]
     return d

@@ -16,19 +16,18 @@ import json
 import multiprocessing
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from imgscan import __version__
 from imgscan.detect.base import ContentDetector, FileContext, ImageAnalyzer, ImageContext
 from imgscan.detect.engine import ContentScanner, EngineOptions, FileScan
 from imgscan.layers import capture
-from imgscan.layers.overlay import Overlay, build_overlay
 from imgscan.layers.compression import LayerLimitExceeded
+from imgscan.layers.overlay import Overlay, build_overlay
 from imgscan.layers.walker import LayerWalker, WalkLimits
 from imgscan.model import (
     Category,
@@ -183,8 +182,11 @@ def scan_layer(
                     files[ev.path] = data
                     captured_total += len(data)
                 else:
-                    unscanned.append(Unscanned(blob.index, ev.path,
-                                               "capture budget exhausted; not kept for analyzers"))
+                    unscanned.append(
+                        Unscanned(
+                            blob.index, ev.path, "capture budget exhausted; not kept for analyzers"
+                        )
+                    )
                 res = detectors.scanner.scan_reader(ctx, io.BytesIO(data), len(data))
             else:
                 res = detectors.scanner.scan_reader(ctx, entry.reader, ev.size)
@@ -254,9 +256,11 @@ def finalize(image: ImageInfo, findings: Iterable[Finding], overlay: Overlay) ->
                     link = overlay.still_linked(outer_path(f.path), f.layer)
                     if link is not None:  # the name is gone, the content is not
                         updates["status"] = Status.PRESENT
-                        updates["note"] = (f"{st.status} at this path in layer "
-                                           f"{st.changed_in_layer}, but still visible through "
-                                           f"the hardlink {link}")
+                        updates["note"] = (
+                            f"{st.status} at this path in layer "
+                            f"{st.changed_in_layer}, but still visible through "
+                            f"the hardlink {link}"
+                        )
                     else:
                         updates["removed_in_layer"] = st.changed_in_layer
         g = dataclasses.replace(f, **updates) if updates else f
@@ -290,9 +294,14 @@ def assemble(
     for analyzer in detectors.analyzers:
         try:
             findings.extend(analyzer.analyze(ctx))
-        except Exception as exc:  # noqa: BLE001 - one analyzer's bug must not hide the rest
-            unscanned.append(Unscanned(None, f"analyzer:{getattr(analyzer, 'name', '?')}",
-                                       f"analyzer failed: {type(exc).__name__}: {exc}"))
+        except Exception as exc:
+            unscanned.append(
+                Unscanned(
+                    None,
+                    f"analyzer:{getattr(analyzer, 'name', '?')}",
+                    f"analyzer failed: {type(exc).__name__}: {exc}",
+                )
+            )
     final = finalize(info, findings, overlay)
     hidden = overlay.hidden_bytes()
     stats = {
@@ -313,8 +322,15 @@ def options_tag(options: ScanOptions) -> str:
     """The option values that change a layer's result (part of the cache key)."""
     lim = options.limits
     return json.dumps(
-        [lim.max_layer_bytes, lim.max_file_bytes, lim.chunk_size, lim.overlap,
-         sorted(options.disabled_rules), sorted(options.rule_dirs), options.secrets],
+        [
+            lim.max_layer_bytes,
+            lim.max_file_bytes,
+            lim.chunk_size,
+            lim.overlap,
+            sorted(options.disabled_rules),
+            sorted(options.rule_dirs),
+            options.secrets,
+        ],
         separators=(",", ":"),
     )
 
@@ -452,8 +468,11 @@ def scan_opened(
             pool.close()
     ordered = [results[b.index] for b in image.blobs]
     result = assemble(image.info, ordered, det, reference=reference, started=started)
-    extra = {"layers_scanned": len(todo), "cache_hits": cache.hits if cache else 0,
-             "cache_misses": cache.misses if cache else 0}
+    extra = {
+        "layers_scanned": len(todo),
+        "cache_hits": cache.hits if cache else 0,
+        "cache_misses": cache.misses if cache else 0,
+    }
     if cache is not None:
         cache.close()
     return dataclasses.replace(result, stats={**result.stats, **extra})
@@ -528,7 +547,7 @@ def layer_forensics(
                 compression=lr.compression,
             )
         )
-    entries = []
+    entries: list[tuple[FileEvent, Status | None, int | None]] = []
     for e in events:
         if e.kind in (EntryKind.WHITEOUT, EntryKind.OPAQUE):
             entries.append((e, None, None))

@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from tests.infra.dockerd import dockerd  # noqa: F401
 from tests.infra.registry_fixtures import *  # noqa: F403
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

@@ -225,6 +225,11 @@ DECOYS: list[tuple[str, str]] = [
         '{"SecretId": "x", "secret": "arn:aws:secretsmanager:us-west-2:123456789012:secret:'
         'MyTestDatabaseSecret-a1b2c3"}\n',
     ),
+    (
+        "/usr/share/doc/gdb/check.log",
+        "PASS: gdb.dlang/demangle.exp: _D8demangle4testFNhG1dZv\n"
+        "PASS: gdb.cp/x.exp: _ZN9__gnu_cxx17__normal_iteratorIPcSsEppEv\n",
+    ),
     ("/app/iam.json", '{"PasswordLastUsed": "2016-09-08T21:47:36Z"}\n'),
     ("/app/oauth_doc.py", 'access_token = "2YotnFZFEjr1zCsicMWpAA"  # RFC 6749 example\n'),
     ("/app/links.py", 'api_key_docs = "//docs.example.test/ui/account-management/api-keys.html"\n'),

@@ -47,8 +47,15 @@ def postgres() -> Iterator[Service]:
 class Workers:
     """Real ``imgscan worker`` processes; each its own process group."""
 
-    def __init__(self, broker: str, cache: str, logdir: Path, *, claim_ttl: float = 10,
-                 visibility_timeout: float = 15) -> None:
+    def __init__(
+        self,
+        broker: str,
+        cache: str,
+        logdir: Path,
+        *,
+        claim_ttl: float = 10,
+        visibility_timeout: float = 15,
+    ) -> None:
         self.broker, self.cache, self.logdir = broker, cache, logdir
         self.claim_ttl, self.visibility_timeout = claim_ttl, visibility_timeout
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -56,11 +63,29 @@ class Workers:
     def start(self, name: str) -> subprocess.Popen[bytes]:
         log = open(self.logdir / f"{name}.log", "wb")  # noqa: SIM115 - lives with the process
         proc = subprocess.Popen(
-            [sys.executable, "-m", "imgscan.cli", "worker", "--broker", self.broker,
-             "--cache", self.cache, "--concurrency", "1", "--hostname", f"{name}@test",
-             "--claim-ttl", str(self.claim_ttl),
-             "--visibility-timeout", str(self.visibility_timeout), "--loglevel", "INFO"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "imgscan.cli",
+                "worker",
+                "--broker",
+                self.broker,
+                "--cache",
+                self.cache,
+                "--concurrency",
+                "1",
+                "--hostname",
+                f"{name}@test",
+                "--claim-ttl",
+                str(self.claim_ttl),
+                "--visibility-timeout",
+                str(self.visibility_timeout),
+                "--loglevel",
+                "INFO",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self.procs[name] = proc
         return proc
@@ -91,16 +116,31 @@ class Workers:
                 proc.wait(10)
 
 
-def _config(tmp: Path, server: RegistryServer, repo: str, *, executor: str,
-            broker: str = "", cache_url: str = "") -> Path:
+def _config(
+    tmp: Path,
+    server: RegistryServer,
+    repo: str,
+    *,
+    executor: str,
+    broker: str = "",
+    cache_url: str = "",
+) -> Path:
     tmp.mkdir(parents=True, exist_ok=True)
-    lines = ['state = "state.db"', 'cache = "cache.db"', 'output_dir = "reports"',
-             f'executor = "{executor}"']
+    lines = [
+        'state = "state.db"',
+        'cache = "cache.db"',
+        'output_dir = "reports"',
+        f'executor = "{executor}"',
+    ]
     if executor == "celery":
-        lines += ["[celery]", f'broker = "{broker}"', f'cache = "{cache_url}"',
-                  "deadline = 240"]
-    lines += ["[[target]]", f'registry = "{server.host}"', f'repository = "{repo}"',
-              'tags = ["v*"]', "insecure = true"]
+        lines += ["[celery]", f'broker = "{broker}"', f'cache = "{cache_url}"', "deadline = 240"]
+    lines += [
+        "[[target]]",
+        f'registry = "{server.host}"',
+        f'repository = "{repo}"',
+        'tags = ["v*"]',
+        "insecure = true",
+    ]
     path = tmp / "watch.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -122,15 +162,19 @@ def _by_tag(report: object) -> dict[str, list[str]]:
 
 
 def test_celery_matches_local_scans_shared_layers_once_and_survives_a_killed_worker(
-    plain_registry: RegistryServer, repo_name: str, tmp_path: Path, redis: Service,
+    plain_registry: RegistryServer,
+    repo_name: str,
+    tmp_path: Path,
+    redis: Service,
     postgres: Service,
 ) -> None:
     with client(plain_registry) as c:
         fleet = push_fleet(c, repo_name, 20)
 
     t0 = time.perf_counter()
-    local = run_watch(load_watch_config(_config(tmp_path / "local", plain_registry, repo_name,
-                                                executor="local")))
+    local = run_watch(
+        load_watch_config(_config(tmp_path / "local", plain_registry, repo_name, executor="local"))
+    )
     local_wall = time.perf_counter() - t0
     assert local.scanned == 20 and not local.errors
 
@@ -142,8 +186,16 @@ def test_celery_matches_local_scans_shared_layers_once_and_survives_a_killed_wor
         workers.wait_ready()
         from imgscan.workflows.fleet import CeleryExecutor, settings_from
 
-        cfg = load_watch_config(_config(tmp_path / "celery", plain_registry, repo_name,
-                                        executor="celery", broker=redis.url, cache_url=db))
+        cfg = load_watch_config(
+            _config(
+                tmp_path / "celery",
+                plain_registry,
+                repo_name,
+                executor="celery",
+                broker=redis.url,
+                cache_url=db,
+            )
+        )
         executor = CeleryExecutor(settings_from(cfg.celery, str(cfg.cache)))
 
         # Kill w2 with SIGKILL as soon as it has started a layer task.
@@ -171,8 +223,7 @@ def test_celery_matches_local_scans_shared_layers_once_and_survives_a_killed_wor
     finally:
         workers.stop()
 
-    print(f"\n20 tags: local {local_wall:.1f}s, celery (2 workers, one killed) "
-          f"{celery_wall:.1f}s")
+    print(f"\n20 tags: local {local_wall:.1f}s, celery (2 workers, one killed) {celery_wall:.1f}s")
     assert not celery.errors, celery.errors
     assert celery.scanned == 20
     # Identical findings, tag by tag, byte for byte after sorting.

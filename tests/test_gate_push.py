@@ -28,7 +28,11 @@ created = "2024-01-01T00:00:00Z"
 User = "10001"
 Cmd = ["/app/run"]
 Healthcheck = { Test = ["CMD", "/app/run", "--health"] }
-Labels = { "org.opencontainers.image.revision" = "abc123", "org.opencontainers.image.source" = "https://example.invalid/app", "org.opencontainers.image.created" = "2024-01-01T00:00:00Z" }
+
+[config.Labels]
+"org.opencontainers.image.revision" = "abc123"
+"org.opencontainers.image.source" = "https://example.invalid/app"
+"org.opencontainers.image.created" = "2024-01-01T00:00:00Z"
 
 [[layers]]
 created_by = "COPY run /app/run"
@@ -36,7 +40,9 @@ entries = [
   { path = "app/", type = "dir" },
   { path = "app/run", content = "#!/bin/sh\\necho hello\\n", mode = "0755" },
   { path = "etc/", type = "dir" },
-  { path = "etc/passwd", content = "root:x:0:0:root:/root:/sbin/nologin\\napp:x:10001:10001::/app:/sbin/nologin\\n" },
+  { path = "etc/passwd", content = '''root:x:0:0:root:/root:/sbin/nologin
+app:x:10001:10001::/app:/sbin/nologin
+''' },
 ]
 """
 
@@ -52,24 +58,39 @@ def _image(tmp: Path, name: str, text: str | None = None) -> Path:
 
 def _exists(server: RegistryServer, ref: str) -> bool:
     try:
-        with RegistrySource(ref, SourceOptions(), insecure=True,
-                            lookup_credentials=False).open() as image:
+        with RegistrySource(
+            ref, SourceOptions(), insecure=True, lookup_credentials=False
+        ).open() as image:
             return bool(image.blobs)
     except SourceError:
         return False
 
 
-def test_gate_pushes_a_clean_archive(plain_registry: RegistryServer, repo_name: str,
-                                     tmp_path: Path) -> None:
+def test_gate_pushes_a_clean_archive(
+    plain_registry: RegistryServer, repo_name: str, tmp_path: Path
+) -> None:
     image = _image(tmp_path, "clean", CLEAN)
     dest = f"{plain_registry.host}/{repo_name}:1.0"
-    res = CliRunner().invoke(main, ["gate", str(image), "--push", dest, "--insecure",
-                                    "--format", "json", "-o", str(tmp_path / "r.json")])
+    res = CliRunner().invoke(
+        main,
+        [
+            "gate",
+            str(image),
+            "--push",
+            dest,
+            "--insecure",
+            "--format",
+            "json",
+            "-o",
+            str(tmp_path / "r.json"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "policy passed" in res.output and f"pushed {image} to {dest}" in res.output
     # What is in the registry is what was scanned: same config digest, same layers.
-    with RegistrySource(dest, SourceOptions(), insecure=True,
-                        lookup_credentials=False).open() as pushed:
+    with RegistrySource(
+        dest, SourceOptions(), insecure=True, lookup_credentials=False
+    ).open() as pushed:
         from imgscan.sources.archive import open_path
 
         with open_path(str(image), SourceOptions()) as local:
@@ -77,12 +98,14 @@ def test_gate_pushes_a_clean_archive(plain_registry: RegistryServer, repo_name: 
             assert [b.diff_id for b in pushed.blobs] == [b.diff_id for b in local.blobs]
 
 
-def test_gate_pushes_nothing_when_the_policy_fails(plain_registry: RegistryServer,
-                                                   repo_name: str, tmp_path: Path) -> None:
+def test_gate_pushes_nothing_when_the_policy_fails(
+    plain_registry: RegistryServer, repo_name: str, tmp_path: Path
+) -> None:
     image = _image(tmp_path, "whiteout-key")
     dest = f"{plain_registry.host}/{repo_name}:bad"
-    res = CliRunner().invoke(main, ["gate", str(image), "--push", dest, "--insecure",
-                                    "--format", "json"])
+    res = CliRunner().invoke(
+        main, ["gate", str(image), "--push", dest, "--insecure", "--format", "json"]
+    )
     assert res.exit_code == 1, res.output
     assert "nothing pushed" in res.output
     assert not _exists(plain_registry, dest)
@@ -94,8 +117,9 @@ def test_gate_without_push_is_a_plain_ci_step(tmp_path: Path) -> None:
     leaky = _image(tmp_path, "whiteout-key")
     assert CliRunner().invoke(main, ["gate", str(leaky), "-q"]).exit_code == 1
     # Only the rotated key is present; the deleted and overwritten ones count by default.
-    res = CliRunner().invoke(main, ["gate", str(leaky), "-q", "--fail-on-state", "present",
-                                    "--category", "secret"])
+    res = CliRunner().invoke(
+        main, ["gate", str(leaky), "-q", "--fail-on-state", "present", "--category", "secret"]
+    )
     assert res.exit_code == 1 and "policy failed: 1 finding(s) (1 critical)" in res.output
     res = CliRunner().invoke(main, ["gate", str(tmp_path / "missing.tar")])
     assert res.exit_code == 3

@@ -63,9 +63,20 @@ def test_bomb_is_cut_at_the_cap_with_bounded_memory(tmp_path: Path) -> None:
 
     image = decompression_bomb(tmp_path, size=1 << 30)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "imgscan.cli", "scan", str(image), "--format", "json", "-q",
-         "--max-layer-size", "64M"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "imgscan.cli",
+            "scan",
+            str(image),
+            "--format",
+            "json",
+            "-q",
+            "--max-layer-size",
+            "64M",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     out, err = proc.communicate(timeout=120)
     assert proc.returncode in (0, 1), err
@@ -89,7 +100,9 @@ def test_unreadable_engine_is_a_scan_error() -> None:
     env = dict(os.environ, DOCKER_HOST="unix:///nonexistent/docker.sock")
     proc = subprocess.run(
         [sys.executable, "-m", "imgscan.cli", "scan", "docker://busybox:latest", "-q"],
-        capture_output=True, env=env, timeout=60,
+        capture_output=True,
+        env=env,
+        timeout=60,
     )
     assert proc.returncode == 3, proc.stderr
     assert len(proc.stderr.decode().strip().splitlines()) == 1

@@ -21,7 +21,9 @@ class _Pattern(io.RawIOBase):
 
     def __init__(self, n: int) -> None:
         self.n = n
-        self.block = (b"lorem ipsum dolor sit amet password=not-a-secret\n" * 1400)[: 1 << 16]
+        self.block = (
+            b"lorem ipsum dolor sit amet, consectetur adipiscing elit 0123456789\n" * 1100
+        )[: 1 << 16]
 
     def readable(self) -> bool:
         return True
@@ -61,8 +63,9 @@ def _big_image(tmp: Path, size: int, key: bytes) -> Path:
     image = tmp / "big.tar"
     with tarfile.open(image, "w") as tf:
         tf.add(layer, arcname="l0/layer.tar")
-        man = json.dumps([{"Config": ch + ".json", "RepoTags": ["big:1"],
-                           "Layers": ["l0/layer.tar"]}]).encode()
+        man = json.dumps(
+            [{"Config": ch + ".json", "RepoTags": ["big:1"], "Layers": ["l0/layer.tar"]}]
+        ).encode()
         for name, data in ((ch + ".json", cb), ("manifest.json", man)):
             ti = tarfile.TarInfo(name)
             ti.size = len(data)
@@ -78,8 +81,18 @@ def test_one_gib_file_peaks_under_300_mb(tmp_path: Path) -> None:
     key = fake_private_key("rsa", 7).encode()
     image = _big_image(tmp_path, GIB, key)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "imgscan.cli", "scan", str(image), "--format", "json",
-         "-o", str(tmp_path / "report.json"), "--quiet"],
+        [
+            sys.executable,
+            "-m",
+            "imgscan.cli",
+            "scan",
+            str(image),
+            "--format",
+            "json",
+            "-o",
+            str(tmp_path / "report.json"),
+            "--quiet",
+        ],
         stderr=subprocess.PIPE,
     )
     _pid, status, usage = os.wait4(proc.pid, 0)

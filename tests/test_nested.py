@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from imgscan.detect.base import FileContext
 from imgscan.detect.nested import (
+    ArchiveFilter,
     NestedExpander,
     NestLimits,
     expand,
@@ -274,3 +275,14 @@ def test_truncated_or_flipped_real_archives_never_raise(cut: int, flip: int) -> 
         broken = bytearray(data[: max(len(data) - cut, 4)])
         broken[flip % len(broken)] ^= 0xFF
         list(expand(_ctx("/fuzz.bin"), bytes(broken)))
+
+
+def test_archive_filter_skips_package_docs_only_at_the_top() -> None:
+    head = gzip.compress(b"x" * 100)[:512]
+    flt = ArchiveFilter()
+    assert not flt(_ctx("/usr/share/doc/libssl3/changelog.Debian.gz"), head)
+    assert not flt(_ctx("/usr/share/man/man1/ls.1.gz"), head)
+    assert flt(_ctx("/srv/backup.gz"), head)
+    assert flt(FileContext("/usr/share/doc/x.zip!inner.gz", 0, 1, depth=1), head)
+    assert not flt(_ctx("/srv/notes.txt"), b"plain text" * 60)
+    assert ArchiveFilter(())(_ctx("/usr/share/doc/a.gz"), head)

@@ -54,13 +54,21 @@ CASES = {
     ),
     "whiteout of a directory deletes its subtree": (
         [d(0, "/a"), d(0, "/a/b"), f(0, "/a/b/c"), f(1, "/a/x"), wh(2, "/a")],
-        {("/a", 0): deleted(2), ("/a/b", 0): deleted(2), ("/a/b/c", 0): deleted(2),
-         ("/a/x", 1): deleted(2)},
+        {
+            ("/a", 0): deleted(2),
+            ("/a/b", 0): deleted(2),
+            ("/a/b/c", 0): deleted(2),
+            ("/a/x", 1): deleted(2),
+        },
     ),
     "opaque dir hides lower contents but keeps its own": (
         [d(0, "/etc"), f(0, "/etc/old"), d(1, "/etc"), opq(1, "/etc"), f(1, "/etc/new")],
-        {("/etc/old", 0): deleted(1), ("/etc/new", 1): PRESENT, ("/etc", 1): PRESENT,
-         ("/etc", 0): over(1)},
+        {
+            ("/etc/old", 0): deleted(1),
+            ("/etc/new", 1): PRESENT,
+            ("/etc", 1): PRESENT,
+            ("/etc", 0): over(1),
+        },
     ),
     "opaque marker listed after the new files still keeps them": (
         [f(0, "/etc/old"), f(1, "/etc/new"), opq(1, "/etc")],
@@ -110,16 +118,24 @@ CASES = {
 
 
 @pytest.mark.parametrize("events,expected", CASES.values(), ids=list(CASES))
-def test_overlay_states(events: list[FileEvent], expected: dict[tuple[str, int], PathState]) -> None:
+def test_overlay_states(
+    events: list[FileEvent], expected: dict[tuple[str, int], PathState]
+) -> None:
     ov = build_overlay(events)
     for (path, layer), want in expected.items():
         assert ov.state(path, layer) == want, (path, layer)
 
 
 def test_final_view_and_hidden_bytes() -> None:
-    ov = build_overlay([
-        d(0, "/app"), f(0, "/app/a", 100), f(0, "/app/b", 50), f(1, "/app/a", 7), wh(2, "/app/b"),
-    ])
+    ov = build_overlay(
+        [
+            d(0, "/app"),
+            f(0, "/app/a", 100),
+            f(0, "/app/b", 50),
+            f(1, "/app/a", 7),
+            wh(2, "/app/b"),
+        ]
+    )
     final = ov.final()
     assert set(final) == {"/app", "/app/a"}
     assert final["/app/a"].layer == 1
@@ -141,6 +157,7 @@ def test_deleted_file_still_reachable_through_a_hardlink() -> None:
     ov = build_overlay([f(0, "/bin/a"), link(1, "/bin/b", "/bin/a"), wh(2, "/bin/a")])
     assert ov.state("/bin/a", 0) == deleted(2)
     assert ov.still_linked("/bin/a", 0) == "/bin/b"
-    ov = build_overlay([f(0, "/bin/a"), link(1, "/bin/b", "/bin/a"), wh(2, "/bin/a"),
-                        wh(2, "/bin/b")])
+    ov = build_overlay(
+        [f(0, "/bin/a"), link(1, "/bin/b", "/bin/a"), wh(2, "/bin/a"), wh(2, "/bin/b")]
+    )
     assert ov.still_linked("/bin/a", 0) is None

@@ -175,3 +175,34 @@ def test_archives_are_left_to_the_expander() -> None:
     assert SECRET.encode() in data  # stored uncompressed, so strings would see it
     det = BinaryStringsDetector([_LiteralDetector(SECRET)])
     assert list(det.scan(FileContext("/a.gz", 0, len(data)), data)) == []
+
+
+def test_pyc_constant_with_its_name_in_another_run_is_found_by_entropy(tmp_path: Path) -> None:
+    from imgscan.detect.entropy import EntropyDetector
+    from imgscan.detect.strings import pyc_strings
+
+    value = "".join(RNG.choice(string.ascii_letters + string.digits) for _ in range(50))
+    src = tmp_path / "settings.py"
+    src.write_text(f'SECRET_KEY = "{value}"\nNAME = "plain-module-name"\n')
+    data = Path(py_compile.compile(str(src), cfile=str(tmp_path / "s.pyc"))).read_bytes()
+    strings = dict(pyc_strings(data))
+    assert value.encode() in strings.values()
+    assert b"SECRET_KEY" in strings.values()
+    hits = list(
+        BinaryStringsDetector([EntropyDetector()]).scan(
+            FileContext("/app/__pycache__/settings.cpython-311.pyc", 1, len(data)), data
+        )
+    )
+    assert [h.secret for h in hits] == [value]
+    assert data[hits[0].offset : hits[0].offset + len(value)] == value.encode()
+
+
+def test_pyc_without_secret_names_stays_quiet(tmp_path: Path) -> None:
+    from imgscan.detect.entropy import EntropyDetector
+
+    value = "".join(RNG.choice(string.ascii_letters + string.digits) for _ in range(50))
+    src = tmp_path / "tables.py"
+    src.write_text(f'ALPHABET = "{value}"\n')
+    data = Path(py_compile.compile(str(src), cfile=str(tmp_path / "t.pyc"))).read_bytes()
+    det = BinaryStringsDetector([EntropyDetector()])
+    assert list(det.scan(FileContext("/app/t.pyc", 1, len(data)), data)) == []

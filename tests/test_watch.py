@@ -74,14 +74,21 @@ def test_watch_scans_base_layers_once_then_nothing_then_the_moved_tag(
     third = run_watch(cfg)
     assert third.scanned == 1 and third.skipped == 19
     assert third.layers_scanned == 1  # only the new app layer; bases come from the cache
-    assert third.moved == [{"repository": f"{plain_registry.host}/{repo_name}", "tag": "v1.3",
-                            "from": fleet.tags["v1.3"], "to": new_digest}]
+    assert third.moved == [
+        {
+            "repository": f"{plain_registry.host}/{repo_name}",
+            "tag": "v1.3",
+            "from": fleet.tags["v1.3"],
+            "to": new_digest,
+        }
+    ]
     moved = next(i for i in third.images if i["tag"] == "v1.3")
     assert moved["new_findings"]  # the new image leaks a key the old one did not
 
 
-def test_watch_cli_exit_codes(plain_registry: RegistryServer, repo_name: str,
-                              tmp_path: Path) -> None:
+def test_watch_cli_exit_codes(
+    plain_registry: RegistryServer, repo_name: str, tmp_path: Path
+) -> None:
     with client(plain_registry) as c:
         push_fleet(c, repo_name, 2)
     path = _config(tmp_path, plain_registry, repo_name)

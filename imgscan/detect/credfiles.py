@@ -564,12 +564,16 @@ _DOTENV_EXCLUDE = (".example", ".sample", ".template", ".dist", ".tmpl", ".defau
 _SERVICE_ACCOUNT_HINT = b'"type": "service_account"'
 
 
+# One regex for every path glob (a capturing group per glob) instead of a loop of fnmatch.
+_BY_PATH_RE = re.compile("|".join(f"({fnmatch.translate(glob)})" for glob, _ in _BY_PATH))
+
+
 def parser_for(path: str) -> Parser | None:
     """The credential-file parser for a path, or None when the path is not a known kind."""
     inner = "/" + _inner(path).lstrip("/")
-    for pattern, parser in _BY_PATH:
-        if fnmatch.fnmatchcase(inner, pattern):
-            return parser
+    m = _BY_PATH_RE.match(inner)
+    if m is not None and m.lastindex is not None:
+        return _BY_PATH[m.lastindex - 1][1]
     base = _basename(path)
     if (base == ".env" or base.startswith(".env.") or base.endswith(".env")) and not base.endswith(
         _DOTENV_EXCLUDE

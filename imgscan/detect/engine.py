@@ -174,8 +174,12 @@ class ContentScanner:
             tail = new_tail
         if size > opts.max_file_bytes:
             out.unscanned.append(
-                Unscanned(ctx.layer, ctx.path, f"file is {size} bytes; only the first "
-                          f"{opts.max_file_bytes} bytes were scanned")
+                Unscanned(
+                    ctx.layer,
+                    ctx.path,
+                    f"file is {size} bytes; only the first "
+                    f"{opts.max_file_bytes} bytes were scanned",
+                )
             )
         if archive_buf is not None:
             self._expand(ctx, bytes(archive_buf), out)

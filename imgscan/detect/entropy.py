@@ -170,7 +170,8 @@ _HEADER_AFTER_RE = re.compile(rb"\s{1,4}[a-z0-9+/_\-]{20,}")
 _RUN_RE = re.compile(rb"[\"'=:>]\s{0,4}[a-z0-9+/_\-.]{20,}")
 _DIGIT_RE = re.compile(rb"[0-9]")
 _KEYWORD_CONTEXT_RE = re.compile(
-    r"(?:pass(?:wd|word|phrase)?|pwd|secret|token|api_?key|apikey|auth|access_?key"
+    r"(?:pass(?:wd|word|phrase)|[_.\-]pass\b|\bpass\s*=|pwd|secret|token|api_?key|apikey|auth"
+    r"|access_?key"
     r"|priv(?:ate)?_?key|client_?key|credential|contrase|bearer|[_.\-]key\b|\bkey\s*[:=])"
 )  # matched against lower-cased text
 # Words that say a long string is a hash, an id or encoded data, not a secret.
@@ -226,6 +227,7 @@ _ENCODED_DATA_PREFIXES = (
     "_ZT",
     "_ZS",
 )
+_MANGLED_RE = re.compile(r"^_(?:Z[NTSL]|D\d|R[A-Z])")  # C++ (Itanium), D and Rust v0 symbols
 _CERT_MARKER = "AwIBAgI"  # X.509 "version [0] INTEGER 2" near the start of a base64 certificate
 
 
@@ -464,7 +466,11 @@ class EntropyDetector:
             token = m.group()
             if len(token) < self.options.min_bare_len or token in reported:
                 continue
-            near = b" ".join(runs[max(0, i - neighbours) : i] + runs[i + 1 : i + 1 + neighbours])
+            near = b" ".join(
+                r
+                for r in runs[max(0, i - neighbours) : i] + runs[i + 1 : i + 1 + neighbours]
+                if not r.startswith((b"/", b"<"))  # source paths, <module>: not names
+            )
             context = near.decode("ascii", "replace")
             low = context.lower()
             if not _KEYWORD_CONTEXT_RE.search(low):
@@ -559,6 +565,8 @@ class EntropyDetector:
             or _RESOURCE_NAME_RE.match(v)
             or v.count(":") >= 3
             or v.endswith(".")
+            or ",proto3" in v
+            or ",opt," in v
         ):
             return None
         if all(c in _HEX for c in v) and (hashy or len(v) < 32):
@@ -598,6 +606,7 @@ class EntropyDetector:
             return None
         if (
             token.startswith(_ENCODED_DATA_PREFIXES)
+            or _MANGLED_RE.match(tok)
             or looks_like_identifier(tok)
             or _is_hyphenated_name(tok)
         ):

@@ -116,6 +116,31 @@ def wants_archive(ctx: FileContext, head: bytes) -> bool:
     return kind_of(head) is not None
 
 
+# Package documentation trees: tens of thousands of small .gz man pages and changelogs in a
+# Debian image (26k files, 130 MB -> 490 MB expanded on a desktop). Skipping them is the
+# main speed knob of nested scanning; they are package-owned and rarely hold secrets.
+DOC_PREFIXES = (
+    "/usr/share/man/",
+    "/usr/share/info/",
+    "/usr/share/doc/",
+    "/usr/share/locale/",
+    "/usr/share/i18n/",
+)
+
+
+class ArchiveFilter:
+    """A ``wants_archive`` that skips archives under some path prefixes (outer paths only)."""
+
+    def __init__(self, skip_prefixes: tuple[str, ...] = DOC_PREFIXES) -> None:
+        self.skip_prefixes = skip_prefixes
+
+    def __call__(self, ctx: FileContext, head: bytes) -> bool:
+        """Whether to expand this file: an archive by magic, not under a skipped prefix."""
+        if ctx.depth == 0 and ctx.path.startswith(self.skip_prefixes):
+            return False
+        return kind_of(head) is not None
+
+
 def _child(ctx: FileContext, name: str, data: bytes) -> tuple[FileContext, bytes]:
     return (
         FileContext(

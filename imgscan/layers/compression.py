@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-from typing import BinaryIO
+from typing import Any, BinaryIO, cast
 
 from imgscan.errors import LayerError
 
@@ -14,6 +14,7 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 BZIP2_MAGIC = b"BZh"
 XZ_MAGIC = b"\xfd7zXZ\x00"
 
+_igzip: Any
 try:  # ISA-L inflates several times faster than zlib; stdlib gzip is the fallback.
     from isal import igzip as _igzip
 
@@ -39,22 +40,28 @@ def sniff(head: bytes) -> str:
 def gzip_reader(raw: BinaryIO, *, use_isal: bool | None = None) -> BinaryIO:
     """A streaming gzip reader over ``raw`` (ISA-L if available and not disabled)."""
     if (use_isal if use_isal is not None else HAVE_ISAL) and _igzip is not None:
-        return _igzip.IGzipFile(fileobj=raw, mode="rb")  # type: ignore[no-any-return]
-    return gzip.GzipFile(fileobj=raw, mode="rb")
+        return cast(BinaryIO, _igzip.IGzipFile(fileobj=raw, mode="rb"))
+    return cast(BinaryIO, gzip.GzipFile(fileobj=raw, mode="rb"))
 
 
 def zstd_reader(raw: BinaryIO) -> BinaryIO:
     """A streaming zstd reader over ``raw`` (multi-frame)."""
     import pyzstd
 
-    return pyzstd.ZstdFile(raw, mode="rb")  # type: ignore[no-any-return]
+    return cast(BinaryIO, pyzstd.ZstdFile(raw, mode="rb"))
 
 
 class HashingReader(io.RawIOBase):
     """Passes bytes through while hashing and counting them; optionally caps the total."""
 
-    def __init__(self, inner: BinaryIO, *, algo: str = "sha256", limit: int | None = None,
-                 what: str = "stream") -> None:
+    def __init__(
+        self,
+        inner: BinaryIO,
+        *,
+        algo: str = "sha256",
+        limit: int | None = None,
+        what: str = "stream",
+    ) -> None:
         self._inner = inner
         self._hash = hashlib.new(algo)
         self.algo = algo
@@ -115,7 +122,7 @@ class HashingReader(io.RawIOBase):
     def read(self, size: int = -1) -> bytes:
         """Read up to ``size`` bytes (all when negative)."""
         if size is None or size < 0:
-            chunks = []
+            chunks: list[bytes] = []
             while True:
                 c = self.read(1 << 20)
                 if not c:

@@ -63,8 +63,9 @@ class Overlay:
         ev = node.event
         self.fates[(ev.path, ev.layer)] = PathState(status, layer)
 
-    def _remove_subtree(self, path: str, by_layer: int, status: Status, *, keep_self: bool,
-                        lower_only: bool) -> None:
+    def _remove_subtree(
+        self, path: str, by_layer: int, status: Status, *, keep_self: bool, lower_only: bool
+    ) -> None:
         """Remove ``path``'s descendants (and itself unless keep_self), labelling each."""
         stack = list(self.children.get(path, ()))
         removed: list[str] = []
@@ -102,7 +103,9 @@ class Overlay:
         for p in reversed(missing):
             old = self.visible.get(p)
             if old is not None:  # a file or symlink where a directory is now needed
-                self._remove_subtree(p, layer, Status.OVERWRITTEN, keep_self=False, lower_only=False)
+                self._remove_subtree(
+                    p, layer, Status.OVERWRITTEN, keep_self=False, lower_only=False
+                )
             ev = FileEvent(layer=layer, path=p, kind=EntryKind.DIR, mode=0o040755)
             self.visible[p] = _Node(ev, implicit=True)
             self._link(p)
@@ -114,15 +117,17 @@ class Overlay:
         if ev.kind is EntryKind.WHITEOUT:
             node = self.visible.get(ev.path)
             if node is not None and node.event.layer < ev.layer:
-                self._remove_subtree(ev.path, ev.layer, Status.DELETED, keep_self=False,
-                                     lower_only=False)
+                self._remove_subtree(
+                    ev.path, ev.layer, Status.DELETED, keep_self=False, lower_only=False
+                )
                 ch.deleted += 1
             return
         if ev.kind is EntryKind.OPAQUE:
             if ev.path in self.visible:
                 before = len(self.fates)
-                self._remove_subtree(ev.path, ev.layer, Status.DELETED, keep_self=True,
-                                     lower_only=True)
+                self._remove_subtree(
+                    ev.path, ev.layer, Status.DELETED, keep_self=True, lower_only=True
+                )
                 ch.deleted += len(self.fates) - before
             return
         if ev.path == "/":
@@ -135,8 +140,9 @@ class Overlay:
             if old.event.kind is EntryKind.DIR and ev.kind is EntryKind.DIR:
                 self._mark(old, Status.OVERWRITTEN, ev.layer)
             elif old.event.kind is EntryKind.DIR:
-                self._remove_subtree(ev.path, ev.layer, Status.OVERWRITTEN, keep_self=False,
-                                     lower_only=False)
+                self._remove_subtree(
+                    ev.path, ev.layer, Status.OVERWRITTEN, keep_self=False, lower_only=False
+                )
             else:
                 self._mark(old, Status.OVERWRITTEN, ev.layer)
             if old.event.layer == ev.layer and not old.implicit:

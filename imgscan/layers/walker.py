@@ -12,7 +12,7 @@ import tarfile
 import zlib
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from imgscan.errors import LayerError
 from imgscan.layers.compression import (
@@ -151,11 +151,11 @@ class LayerWalker:
         self.stats.compression = comp
         inner: BinaryIO
         if comp == "gzip":
-            inner = gzip_reader(buffered)  # type: ignore[arg-type]
+            inner = gzip_reader(cast(BinaryIO, buffered))
         elif comp == "zstd":
-            inner = zstd_reader(buffered)  # type: ignore[arg-type]
+            inner = zstd_reader(cast(BinaryIO, buffered))
         elif comp == "none":
-            inner = buffered  # type: ignore[assignment]
+            inner = cast(BinaryIO, buffered)
         else:
             raise LayerError(f"{what}: unsupported layer compression {comp}")
         plain = HashingReader(inner, limit=self.limits.max_layer_bytes, what=what)
@@ -227,16 +227,16 @@ class LayerWalker:
         # Random-access mode over a forward-only seekable stream: tarfile's stream mode
         # ("r|") re-copies its buffer on every header read and is several times slower.
         buffered = io.BufferedReader(plain, buffer_size=1 << 20)
-        tf = tarfile.open(fileobj=buffered, mode="r:")
+        tf = tarfile.open(fileobj=buffered, mode="r:")  # noqa: SIM115 - closed below
         try:
             for info in tf:
-                tf.members = []  # stream mode would otherwise keep every TarInfo
+                tf.members = []  # type: ignore[attr-defined]  # else every TarInfo is kept
                 self.stats.entries += 1
                 entry = self._entry(info, index)
                 if entry is None:
                     continue
                 if entry.event.kind is EntryKind.FILE and not entry.sparse:
-                    entry.reader = tf.extractfile(info)
+                    entry.reader = cast(BinaryIO | None, tf.extractfile(info))
                 yield entry
             stop = tf.offset
         finally:
@@ -247,7 +247,9 @@ class LayerWalker:
         path = normalize_path(info.name)
         if path is None:
             self.stats.unscanned.append(
-                Unscanned(index, info.name[:4096], "unsafe member name (climbs out with '..'); skipped")
+                Unscanned(
+                    index, info.name[:4096], "unsafe member name (climbs out with '..'); skipped"
+                )
             )
             return None
         kind = _kind(info)
@@ -260,7 +262,9 @@ class LayerWalker:
         parent = posixpath.dirname(path)
         if base.startswith(WHITEOUT_PREFIX):
             if base == OPAQUE_MARKER:
-                return Entry(FileEvent(index, parent, EntryKind.OPAQUE, mtime=int(info.mtime)), None)
+                return Entry(
+                    FileEvent(index, parent, EntryKind.OPAQUE, mtime=int(info.mtime)), None
+                )
             if base.startswith(WHITEOUT_PREFIX + WHITEOUT_PREFIX):
                 return None  # aufs bookkeeping (.wh..wh.plnk etc.), not content
             target = posixpath.join(parent, base[len(WHITEOUT_PREFIX) :])
@@ -285,7 +289,11 @@ class LayerWalker:
         )
         if sparse and info.size > self.limits.max_file_bytes:
             self.stats.unscanned.append(
-                Unscanned(index, path, f"sparse file with apparent size {info.size} bytes "
-                          "exceeds the per-file limit; content not scanned")
+                Unscanned(
+                    index,
+                    path,
+                    f"sparse file with apparent size {info.size} bytes "
+                    "exceeds the per-file limit; content not scanned",
+                )
             )
         return Entry(event, None, sparse=sparse and info.size > self.limits.max_file_bytes)

@@ -48,8 +48,10 @@ def summary(result: ScanResult) -> dict[str, Any]:
     return {
         "total": len(result.findings),
         "by_severity": {str(s): sev.get(str(s), 0) for s in reversed(Severity)},
-        "by_state": {**{str(s): state.get(str(s), 0) for s in Status},
-                     "config": state.get("config", 0)},
+        "by_state": {
+            **{str(s): state.get(str(s), 0) for s in Status},
+            "config": state.get("config", 0),
+        },
         "by_category": dict(sorted(cat.items())),
         "unscanned": len(result.unscanned),
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import posixpath
@@ -12,7 +13,7 @@ import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol, cast
 
 from imgscan.errors import SourceError
 from imgscan.sources.base import Image, LayerBlob, SourceOptions
@@ -92,7 +93,7 @@ class DirStore:
     def open(self, name: str) -> BinaryIO:
         """Open the named blob for reading."""
         try:
-            return open(self._path(name), "rb")  # noqa: SIM115
+            return open(self._path(name), "rb")
         except OSError as exc:
             raise SourceError(f"{self.label}: cannot open {name}: {exc.strerror}") from None
 
@@ -159,7 +160,7 @@ class TarStore:
         f = self._tf.extractfile(m)
         if f is None:
             raise SourceError(f"{self.label}: cannot read {name}")
-        return f
+        return cast(BinaryIO, f)
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,7 +296,9 @@ def _docker25_manifest_digest(store: _Store, options: SourceOptions, cfg: str) -
     return None
 
 
-def _blobs(store: _Store, refs: Sequence[_LayerRef], layers: Sequence[Any]) -> tuple[LayerBlob, ...]:
+def _blobs(
+    store: _Store, refs: Sequence[_LayerRef], layers: Sequence[Any]
+) -> tuple[LayerBlob, ...]:
     out = []
     for i, r in enumerate(refs):
         out.append(
@@ -305,7 +308,7 @@ def _blobs(store: _Store, refs: Sequence[_LayerRef], layers: Sequence[Any]) -> t
                 diff_id=layers[i].diff_id,
                 size=r.size,
                 media_type=r.media_type,
-                open=(lambda name=r.name: store.open(name)),
+                open=functools.partial(store.open, r.name),
             )
         )
     return tuple(out)
@@ -323,7 +326,8 @@ def _open_oci_layout(
 ) -> Image:
     label = store.label
     idx = load_json_object(
-        _read_limited(store, "index.json", options.max_metadata_bytes, label), f"{label}: index.json"
+        _read_limited(store, "index.json", options.max_metadata_bytes, label),
+        f"{label}: index.json",
     )
     descs = [d for d in (idx.get("manifests") or []) if isinstance(d, Mapping)]
     if not descs:
@@ -339,15 +343,15 @@ def _open_oci_layout(
             raise SourceError(f"{label}: no image named {tag!r} in index.json")
         descs = named
     desc: Mapping[str, Any] = (
-        descs[0] if len(descs) == 1 else select_manifest({"manifests": descs}, options.platform, label)
+        descs[0]
+        if len(descs) == 1
+        else select_manifest({"manifests": descs}, options.platform, label)
     )
     manifest_digest = check_digest(desc.get("digest"), f"{label}: index.json")
     for _depth in range(4):
         data = _read_blob_json(store, manifest_digest, options, "manifest")
         doc = load_json_object(data, f"{label}: manifest {manifest_digest[:19]}")
-        if doc.get("mediaType") in INDEX_TYPES or (
-            "manifests" in doc and "layers" not in doc
-        ):
+        if doc.get("mediaType") in INDEX_TYPES or ("manifests" in doc and "layers" not in doc):
             chosen = select_manifest(doc, options.platform, label)
             manifest_digest = check_digest(chosen.get("digest"), f"{label}: index")
             continue
@@ -427,9 +431,7 @@ def _decompressed_copy(path: Path, options: SourceOptions) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def open_path(
-    path: str, options: SourceOptions, reference: str | None = None
-) -> Iterator[Image]:
+def open_path(path: str, options: SourceOptions, reference: str | None = None) -> Iterator[Image]:
     """Open a docker-archive or OCI layout (directory or tar, optionally gzip/zstd'ed)."""
     p = Path(path)
     ref = reference or path

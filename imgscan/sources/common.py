@@ -81,9 +81,10 @@ def select_manifest(index: Mapping[str, Any], platform: str, what: str) -> Mappi
     for d in descs:
         plat = platform_of(d)
         annotations = d.get("annotations") or {}
-        if isinstance(annotations, Mapping) and annotations.get(
-            "vnd.docker.reference.type"
-        ) == "attestation-manifest":
+        if (
+            isinstance(annotations, Mapping)
+            and annotations.get("vnd.docker.reference.type") == "attestation-manifest"
+        ):
             continue
         if plat is None or plat == "unknown/unknown":
             if plat is None:

@@ -62,14 +62,14 @@ def _make(kind: str, ref: str, options: SourceOptions, extra: Any) -> Source:
             from imgscan.sources.engine import EngineSource
         except ImportError as exc:  # pragma: no cover
             raise SourceError(f"engine source unavailable: {exc}") from None
-        return EngineSource(ref, options)  # type: ignore[no-any-return]
+        return EngineSource(ref, options)
     if kind == "registry":
         try:
             from imgscan.sources import registry
         except ImportError as exc:  # pragma: no cover
             raise SourceError(f"registry source unavailable: {exc}") from None
         kwargs = dict(extra or {})
-        return registry.RegistrySource(ref, options, **kwargs)  # type: ignore[no-any-return]
+        return registry.RegistrySource(ref, options, **kwargs)
     raise ConfigError(f"unknown source kind {kind!r}")
 
 
@@ -80,7 +80,7 @@ def _engine_has(ref: str, options: SourceOptions) -> bool:
         return False
     try:
         return bool(engine_has_image(ref, options))
-    except Exception:  # noqa: BLE001 - an unreachable engine simply does not have it
+    except Exception:
         return False
 
 
@@ -91,11 +91,15 @@ def resolve(
     if kind is not None and kind not in KINDS:
         raise ConfigError(f"--source must be one of {', '.join(KINDS)}")
     ref = reference
-    for prefix, forced in (("docker://", "engine"), ("docker-daemon:", "engine"),
-                           ("oci:", "oci"), ("docker-archive:", "archive"),
-                           ("registry://", "registry")):
+    for prefix, forced in (
+        ("docker://", "engine"),
+        ("docker-daemon:", "engine"),
+        ("oci:", "oci"),
+        ("docker-archive:", "archive"),
+        ("registry://", "registry"),
+    ):
         if ref.startswith(prefix):
-            ref = ref[len(prefix):]
+            ref = ref[len(prefix) :]
             kind = kind or forced
             break
     if kind in ("archive", "oci"):

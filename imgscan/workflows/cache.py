@@ -36,19 +36,51 @@ def cache_key(layer_id: str, ruleset_hash: str, options_tag: str = "") -> str:
 
 
 def _event_to(e: FileEvent) -> list[Any]:
-    return [e.path, str(e.kind), e.mode, e.uid, e.gid, e.size, e.mtime, e.linkname,
-            {k: base64.b64encode(v).decode() for k, v in e.xattrs.items()} if e.xattrs else None]
+    return [
+        e.path,
+        str(e.kind),
+        e.mode,
+        e.uid,
+        e.gid,
+        e.size,
+        e.mtime,
+        e.linkname,
+        {k: base64.b64encode(v).decode() for k, v in e.xattrs.items()} if e.xattrs else None,
+    ]
 
 
 def _event_from(layer: int, row: list[Any]) -> FileEvent:
     path, kind, mode, uid, gid, size, mtime, link, xattrs = row
-    return FileEvent(layer, path, EntryKind(kind), mode, uid, gid, size, mtime, link,
-                     {k: base64.b64decode(v) for k, v in (xattrs or {}).items()})
+    return FileEvent(
+        layer,
+        path,
+        EntryKind(kind),
+        mode,
+        uid,
+        gid,
+        size,
+        mtime,
+        link,
+        {k: base64.b64decode(v) for k, v in (xattrs or {}).items()},
+    )
 
 
 _FINDING_FIELDS = (
-    "rule", "title", "message", "fingerprint", "layer", "layer_digest", "path", "line",
-    "location", "redacted", "secret_sha256", "created_by", "validated", "remediation", "note",
+    "rule",
+    "title",
+    "message",
+    "fingerprint",
+    "layer",
+    "layer_digest",
+    "path",
+    "line",
+    "location",
+    "redacted",
+    "secret_sha256",
+    "created_by",
+    "validated",
+    "remediation",
+    "note",
 )
 
 
@@ -63,7 +95,7 @@ def _finding_to(f: Finding) -> dict[str, Any]:
 
 
 def _finding_from(d: Mapping[str, Any]) -> Finding:
-    kw = {k: d.get(k) for k in _FINDING_FIELDS}
+    kw: dict[str, Any] = {k: d.get(k) for k in _FINDING_FIELDS}
     return Finding(
         category=Category(d["category"]),
         severity=Severity(d["severity"]),
@@ -172,21 +204,25 @@ class SqliteCache:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
-                       " applied REAL NOT NULL)")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
+                " applied REAL NOT NULL)"
+            )
             done = {r[0] for r in db.execute("SELECT version FROM schema_migrations")}
             for version, sql in SQLITE_MIGRATIONS:
                 if version in done:
                     continue
                 db.execute("BEGIN IMMEDIATE")
                 try:
-                    if not db.execute("SELECT 1 FROM schema_migrations WHERE version = ?",
-                                      (version,)).fetchone():
+                    if not db.execute(
+                        "SELECT 1 FROM schema_migrations WHERE version = ?", (version,)
+                    ).fetchone():
                         for stmt in sql.split(";"):
                             if stmt.strip():
                                 db.execute(stmt)
-                        db.execute("INSERT INTO schema_migrations VALUES (?, ?)",
-                                   (version, time.time()))
+                        db.execute(
+                            "INSERT INTO schema_migrations VALUES (?, ?)", (version, time.time())
+                        )
                     db.execute("COMMIT")
                 except BaseException:
                     db.execute("ROLLBACK")
@@ -196,9 +232,11 @@ class SqliteCache:
 
     def get(self, key: str, index: int) -> Any | None:
         """The cached LayerResult at ``index``, or None (a corrupt row counts as a miss)."""
-        row = self._conn().execute(
-            "SELECT payload FROM layer_results WHERE key = ? AND complete = 1", (key,)
-        ).fetchone()
+        row = (
+            self._conn()
+            .execute("SELECT payload FROM layer_results WHERE key = ? AND complete = 1", (key,))
+            .fetchone()
+        )
         if row is None:
             self.misses += 1
             return None
@@ -221,8 +259,11 @@ class SqliteCache:
                 " VALUES (?, ?, ?, 1, ?)",
                 (key, layer_id, time.time(), payload),
             )
-            db.execute("INSERT INTO scan_counts (key, scans) VALUES (?, 1) "
-                       "ON CONFLICT(key) DO UPDATE SET scans = scans + 1", (key,))
+            db.execute(
+                "INSERT INTO scan_counts (key, scans) VALUES (?, 1) "
+                "ON CONFLICT(key) DO UPDATE SET scans = scans + 1",
+                (key,),
+            )
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -234,12 +275,14 @@ class SqliteCache:
         now = time.time()
         db.execute("BEGIN IMMEDIATE")
         try:
-            row = db.execute("SELECT owner, expires FROM layer_claims WHERE key = ?",
-                             (key,)).fetchone()
+            row = db.execute(
+                "SELECT owner, expires FROM layer_claims WHERE key = ?", (key,)
+            ).fetchone()
             ok = row is None or row[0] == owner or row[1] < now
             if ok:
-                db.execute("INSERT OR REPLACE INTO layer_claims VALUES (?, ?, ?)",
-                           (key, owner, now + ttl))
+                db.execute(
+                    "INSERT OR REPLACE INTO layer_claims VALUES (?, ?, ?)", (key, owner, now + ttl)
+                )
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -252,8 +295,7 @@ class SqliteCache:
 
     def scan_count(self, key: str) -> int:
         """Real scans recorded for ``key``."""
-        row = self._conn().execute("SELECT scans FROM scan_counts WHERE key = ?",
-                                   (key,)).fetchone()
+        row = self._conn().execute("SELECT scans FROM scan_counts WHERE key = ?", (key,)).fetchone()
         return int(row[0]) if row else 0
 
     def total_scans(self) -> int:
@@ -269,22 +311,34 @@ class SqliteCache:
 
 
 SQLITE_MIGRATIONS: tuple[tuple[int, str], ...] = (
-    (1, "CREATE TABLE IF NOT EXISTS layer_results (key TEXT PRIMARY KEY, layer_id TEXT NOT NULL,"
-        " created REAL NOT NULL, complete INTEGER NOT NULL DEFAULT 0, payload BLOB NOT NULL)"),
-    (2, "CREATE TABLE IF NOT EXISTS layer_claims (key TEXT PRIMARY KEY, owner TEXT NOT NULL,"
+    (
+        1,
+        "CREATE TABLE IF NOT EXISTS layer_results (key TEXT PRIMARY KEY, layer_id TEXT NOT NULL,"
+        " created REAL NOT NULL, complete INTEGER NOT NULL DEFAULT 0, payload BLOB NOT NULL)",
+    ),
+    (
+        2,
+        "CREATE TABLE IF NOT EXISTS layer_claims (key TEXT PRIMARY KEY, owner TEXT NOT NULL,"
         " expires REAL NOT NULL);"
         "CREATE TABLE IF NOT EXISTS scan_counts (key TEXT PRIMARY KEY,"
-        " scans INTEGER NOT NULL DEFAULT 0)"),
+        " scans INTEGER NOT NULL DEFAULT 0)",
+    ),
 )
 
 PG_MIGRATIONS: tuple[tuple[int, str], ...] = (
-    (1, "CREATE TABLE IF NOT EXISTS layer_results (key TEXT PRIMARY KEY, layer_id TEXT NOT NULL,"
+    (
+        1,
+        "CREATE TABLE IF NOT EXISTS layer_results (key TEXT PRIMARY KEY, layer_id TEXT NOT NULL,"
         " created DOUBLE PRECISION NOT NULL, complete BOOLEAN NOT NULL DEFAULT FALSE,"
-        " payload BYTEA NOT NULL)"),
-    (2, "CREATE TABLE IF NOT EXISTS layer_claims (key TEXT PRIMARY KEY, owner TEXT NOT NULL,"
+        " payload BYTEA NOT NULL)",
+    ),
+    (
+        2,
+        "CREATE TABLE IF NOT EXISTS layer_claims (key TEXT PRIMARY KEY, owner TEXT NOT NULL,"
         " expires DOUBLE PRECISION NOT NULL);"
         "CREATE TABLE IF NOT EXISTS scan_counts (key TEXT PRIMARY KEY,"
-        " scans INTEGER NOT NULL DEFAULT 0)"),
+        " scans INTEGER NOT NULL DEFAULT 0)",
+    ),
 )
 
 _PG_LOCK = 0x1A65CA4  # advisory lock id serialising migrations
@@ -308,8 +362,9 @@ class PostgresCache:
             try:
                 conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
             except psycopg.Error as exc:
-                raise SourceError(f"cannot connect to the cache database: "
-                                  f"{str(exc).splitlines()[0]}") from None
+                raise SourceError(
+                    f"cannot connect to the cache database: {str(exc).splitlines()[0]}"
+                ) from None
             self._migrate(conn)
             self._conn_obj = conn
         return self._conn_obj
@@ -318,8 +373,10 @@ class PostgresCache:
     def _migrate(conn: Any) -> None:
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_LOCK,))
-            conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY"
-                         " KEY, applied DOUBLE PRECISION NOT NULL)")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY"
+                " KEY, applied DOUBLE PRECISION NOT NULL)"
+            )
             done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
             for version, sql in PG_MIGRATIONS:
                 if version in done:
@@ -327,14 +384,17 @@ class PostgresCache:
                 for stmt in sql.split(";"):
                     if stmt.strip():
                         conn.execute(stmt)
-                conn.execute("INSERT INTO schema_migrations VALUES (%s, %s)",
-                             (version, time.time()))
+                conn.execute(
+                    "INSERT INTO schema_migrations VALUES (%s, %s)", (version, time.time())
+                )
 
     def get(self, key: str, index: int) -> Any | None:
         """The cached LayerResult at ``index``, or None."""
-        row = self._conn().execute(
-            "SELECT payload FROM layer_results WHERE key = %s AND complete", (key,)
-        ).fetchone()
+        row = (
+            self._conn()
+            .execute("SELECT payload FROM layer_results WHERE key = %s AND complete", (key,))
+            .fetchone()
+        )
         if row is None:
             self.misses += 1
             return None
@@ -356,30 +416,38 @@ class PostgresCache:
                 " VALUES (%s, %s, %s, TRUE, %s) ON CONFLICT (key) DO NOTHING",
                 (key, layer_id, time.time(), payload),
             )
-            conn.execute("INSERT INTO scan_counts (key, scans) VALUES (%s, 1) ON CONFLICT (key)"
-                         " DO UPDATE SET scans = scan_counts.scans + 1", (key,))
+            conn.execute(
+                "INSERT INTO scan_counts (key, scans) VALUES (%s, 1) ON CONFLICT (key)"
+                " DO UPDATE SET scans = scan_counts.scans + 1",
+                (key,),
+            )
 
     def claim(self, key: str, owner: str, ttl: float) -> bool:
         """Take (or take over an expired) claim on ``key``, atomically."""
         now = time.time()
-        row = self._conn().execute(
-            "INSERT INTO layer_claims (key, owner, expires) VALUES (%s, %s, %s)"
-            " ON CONFLICT (key) DO UPDATE SET owner = EXCLUDED.owner, expires = EXCLUDED.expires"
-            " WHERE layer_claims.expires < %s OR layer_claims.owner = EXCLUDED.owner"
-            " RETURNING owner",
-            (key, owner, now + ttl, now),
-        ).fetchone()
+        row = (
+            self._conn()
+            .execute(
+                "INSERT INTO layer_claims (key, owner, expires) VALUES (%s, %s, %s)"
+                " ON CONFLICT (key) DO UPDATE"
+                " SET owner = EXCLUDED.owner, expires = EXCLUDED.expires"
+                " WHERE layer_claims.expires < %s OR layer_claims.owner = EXCLUDED.owner"
+                " RETURNING owner",
+                (key, owner, now + ttl, now),
+            )
+            .fetchone()
+        )
         return row is not None and row[0] == owner
 
     def release(self, key: str, owner: str) -> None:
         """Drop our claim."""
-        self._conn().execute("DELETE FROM layer_claims WHERE key = %s AND owner = %s",
-                             (key, owner))
+        self._conn().execute("DELETE FROM layer_claims WHERE key = %s AND owner = %s", (key, owner))
 
     def scan_count(self, key: str) -> int:
         """Real scans recorded for ``key``."""
-        row = self._conn().execute("SELECT scans FROM scan_counts WHERE key = %s",
-                                   (key,)).fetchone()
+        row = (
+            self._conn().execute("SELECT scans FROM scan_counts WHERE key = %s", (key,)).fetchone()
+        )
         return int(row[0]) if row else 0
 
     def total_scans(self) -> int:
@@ -403,11 +471,17 @@ def encode_scan_result(result: Any) -> dict[str, Any]:
     return {
         "v": FORMAT_VERSION,
         "image": {
-            "reference": info.reference, "digest": info.digest,
-            "config_digest": info.config_digest, "platform": info.platform, "user": info.user,
-            "source_kind": info.source_kind, "config": dict(info.config),
-            "layers": [[li.index, li.digest, li.diff_id, li.size, li.media_type, li.created_by,
-                        li.created] for li in info.layers],
+            "reference": info.reference,
+            "digest": info.digest,
+            "config_digest": info.config_digest,
+            "platform": info.platform,
+            "user": info.user,
+            "source_kind": info.source_kind,
+            "config": dict(info.config),
+            "layers": [
+                [li.index, li.digest, li.diff_id, li.size, li.media_type, li.created_by, li.created]
+                for li in info.layers
+            ],
         },
         "findings": [_finding_to(f) for f in result.findings],
         "unscanned": [[u.layer, u.path, u.reason] for u in result.unscanned],
@@ -421,10 +495,14 @@ def decode_scan_result(doc: Mapping[str, Any]) -> Any:
 
     img = doc["image"]
     info = ImageInfo(
-        reference=img["reference"], digest=img["digest"], config_digest=img["config_digest"],
-        platform=img["platform"], user=img["user"],
+        reference=img["reference"],
+        digest=img["digest"],
+        config_digest=img["config_digest"],
+        platform=img["platform"],
+        user=img["user"],
         layers=tuple(LayerInfo(*row) for row in img["layers"]),
-        config=img["config"], source_kind=img["source_kind"],
+        config=img["config"],
+        source_kind=img["source_kind"],
     )
     return ScanResult(
         image=info,

@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from imgscan.errors import ConfigError, ImgscanError, SourceError
 from imgscan.model import ScanResult
@@ -49,16 +49,25 @@ class FleetSettings:
 
 def settings_from(cfg: Mapping[str, Any], cache: str) -> FleetSettings:
     """Settings from the watch config's ``[celery]`` table, with env var fallbacks."""
-    allowed = {"broker", "backend", "cache", "claim_ttl", "visibility_timeout",
-               "rate_per_second", "deadline", "queue"}
+    allowed = {
+        "broker",
+        "backend",
+        "cache",
+        "claim_ttl",
+        "visibility_timeout",
+        "rate_per_second",
+        "deadline",
+        "queue",
+    }
     unknown = sorted(set(cfg) - allowed)
     if unknown:
         raise ConfigError(f"[celery]: unknown key {unknown[0]!r}")
     broker = cfg.get("broker") or os.environ.get("IMGSCAN_BROKER_URL")
     backend = cfg.get("backend") or os.environ.get("IMGSCAN_RESULT_BACKEND") or broker
     if not broker:
-        raise ConfigError("celery executor needs a broker URL ([celery] broker or "
-                          "$IMGSCAN_BROKER_URL)")
+        raise ConfigError(
+            "celery executor needs a broker URL ([celery] broker or $IMGSCAN_BROKER_URL)"
+        )
     try:
         return FleetSettings(
             broker=str(broker),
@@ -102,8 +111,12 @@ class RateLimiter:
         """Take one token for ``host``, sleeping as long as the bucket says; returns the wait."""
         waited = 0.0
         for _ in range(1000):
-            wait = float(self._script(keys=[f"imgscan:rate:{host}"],
-                                      args=[self.rate, max(1.0, self.rate), time.time()]))
+            wait = float(
+                self._script(
+                    keys=[f"imgscan:rate:{host}"],
+                    args=[self.rate, max(1.0, self.rate), time.time()],
+                )
+            )
             if wait <= 0:
                 return waited
             time.sleep(min(wait, 5.0))
@@ -129,8 +142,7 @@ def _registry_kwargs(spec: Mapping[str, Any]) -> dict[str, Any]:
         if not user or not pw:
             raise SourceError(f"worker has no credentials in ${user_env} / ${pw_env}")
         creds = Credentials(username=user, password=pw)
-    return {"creds": creds, "insecure": bool(spec.get("insecure")),
-            "ca_cert": spec.get("ca_cert")}
+    return {"creds": creds, "insecure": bool(spec.get("insecure")), "ca_cert": spec.get("ca_cert")}
 
 
 def make_app(settings: FleetSettings) -> Any:
@@ -163,14 +175,14 @@ def make_app(settings: FleetSettings) -> Any:
     def limiter() -> RateLimiter:
         if "limiter" not in resources:
             resources["limiter"] = RateLimiter(settings.broker, settings.rate_per_second)
-        return resources["limiter"]  # type: ignore[no-any-return]
+        return cast(RateLimiter, resources["limiter"])
 
     def detectors(spec: Mapping[str, Any]) -> tuple[Any, Any]:
         if "detectors" not in resources:
             resources["detectors"] = _detectors_and_options(spec)
-        return resources["detectors"]  # type: ignore[no-any-return]
+        return cast(tuple[Any, Any], resources["detectors"])
 
-    @app.task(name=LAYER_TASK, bind=True, max_retries=None, acks_late=True)  # type: ignore[misc]
+    @app.task(name=LAYER_TASK, bind=True, max_retries=None, acks_late=True)  # type: ignore[untyped-decorator]
     def scan_layer_task(self: Any, spec: dict[str, Any]) -> dict[str, Any]:
         """Scan one layer blob into the shared cache (once across the fleet)."""
         from imgscan.scan import scan_layer
@@ -195,10 +207,17 @@ def make_app(settings: FleetSettings) -> Any:
             kw = _registry_kwargs(spec)
             with client_for(ref, **kw) as client:
                 blob = LayerBlob(
-                    index=0, digest=spec["digest"], diff_id=spec.get("diff_id"),
-                    size=spec.get("size"), media_type=spec.get("media_type"),
-                    open=lambda: client.open_blob(ref.repository, spec["digest"],
-                                                  spec.get("size"), f"layer {spec['digest'][:19]}"),
+                    index=0,
+                    digest=spec["digest"],
+                    diff_id=spec.get("diff_id"),
+                    size=spec.get("size"),
+                    media_type=spec.get("media_type"),
+                    open=lambda: client.open_blob(
+                        ref.repository,
+                        spec["digest"],
+                        spec.get("size"),
+                        f"layer {spec['digest'][:19]}",
+                    ),
                 )
                 result = scan_layer(blob, det, opts.limits)
             c.put(key, spec.get("diff_id") or spec["digest"], result)
@@ -206,9 +225,10 @@ def make_app(settings: FleetSettings) -> Any:
         finally:
             c.release(key, owner)
 
-    @app.task(name=IMAGE_TASK, bind=True, acks_late=True)  # type: ignore[misc]
-    def assemble_image_task(self: Any, layer_outcomes: list[dict[str, Any]],
-                            spec: dict[str, Any]) -> dict[str, Any]:
+    @app.task(name=IMAGE_TASK, bind=True, acks_late=True)  # type: ignore[untyped-decorator]
+    def assemble_image_task(
+        self: Any, layer_outcomes: list[dict[str, Any]], spec: dict[str, Any]
+    ) -> dict[str, Any]:
         """Build an image's findings from its cached layer results."""
         from imgscan.scan import assemble
         from imgscan.sources.base import SourceOptions
@@ -217,9 +237,11 @@ def make_app(settings: FleetSettings) -> Any:
 
         c = cache()
         det, _opts = detectors(spec)
-        src = RegistrySource(spec["ref"], SourceOptions(platform=spec.get("platform",
-                                                                         "linux/amd64")),
-                             **_registry_kwargs(spec))
+        src = RegistrySource(
+            spec["ref"],
+            SourceOptions(platform=spec.get("platform", "linux/amd64")),
+            **_registry_kwargs(spec),
+        )
         with src.open() as image:
             info = image.info
         results = []
@@ -230,23 +252,41 @@ def make_app(settings: FleetSettings) -> Any:
             results.append(lr)
         scanned = sum(1 for o in layer_outcomes if o.get("scanned"))
         res = assemble(info, results, det, reference=spec["ref"])
-        stats = {**res.stats, "layers_scanned": scanned,
-                 "cache_hits": len(results) - scanned, "cache_misses": scanned}
+        stats = {
+            **res.stats,
+            "layers_scanned": scanned,
+            "cache_hits": len(results) - scanned,
+            "cache_misses": scanned,
+        }
         import dataclasses
 
         return encode_scan_result(dataclasses.replace(res, stats=stats))
 
-    app.imgscan_tasks = (scan_layer_task, assemble_image_task)  # type: ignore[attr-defined]
+    app.imgscan_tasks = (scan_layer_task, assemble_image_task)
     return app
 
 
-def run_worker(settings: FleetSettings, *, concurrency: int = 1, hostname: str | None = None,
-               loglevel: str = "INFO") -> None:
+def run_worker(
+    settings: FleetSettings,
+    *,
+    concurrency: int = 1,
+    hostname: str | None = None,
+    loglevel: str = "INFO",
+) -> None:
     """Run a Celery worker in this process (``imgscan worker``)."""
     app = make_app(settings)
-    argv = ["worker", f"--loglevel={loglevel}", f"--concurrency={concurrency}",
-            "--pool=prefork", "-Q", settings.queue, "--without-gossip", "--without-mingle",
-            "-n", hostname or f"imgscan-{uuid.uuid4().hex[:8]}@%h"]
+    argv = [
+        "worker",
+        f"--loglevel={loglevel}",
+        f"--concurrency={concurrency}",
+        "--pool=prefork",
+        "-Q",
+        settings.queue,
+        "--without-gossip",
+        "--without-mingle",
+        "-n",
+        hostname or f"imgscan-{uuid.uuid4().hex[:8]}@%h",
+    ]
     app.worker_main(argv)
 
 
@@ -257,8 +297,9 @@ class CeleryExecutor:
         self.settings = settings
         self.app = make_app(settings)
 
-    def _image_spec(self, item: Any, cfg: Any, ruleset_hash: str) -> tuple[list[dict[str, Any]],
-                                                                           dict[str, Any]]:
+    def _image_spec(
+        self, item: Any, cfg: Any, ruleset_hash: str
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         from imgscan.scan import ScanOptions, options_tag
         from imgscan.sources.base import SourceOptions
         from imgscan.sources.registry import RegistrySource
@@ -271,17 +312,30 @@ class CeleryExecutor:
         with src.open() as image:
             blobs = image.blobs
         tag = options_tag(ScanOptions())
-        common = {"repo_ref": t.repo_ref, "insecure": t.insecure, "ca_cert": t.ca_cert,
-                  "username_env": t.username_env, "password_env": t.password_env,
-                  "platform": platform}
+        common = {
+            "repo_ref": t.repo_ref,
+            "insecure": t.insecure,
+            "ca_cert": t.ca_cert,
+            "username_env": t.username_env,
+            "password_env": t.password_env,
+            "platform": platform,
+        }
         layers = []
         keys = []
         for b in blobs:
             layer_id = b.diff_id or b.digest or ""
             key = cache_key(layer_id, ruleset_hash, tag)
             keys.append(key)
-            layers.append({**common, "key": key, "digest": b.digest, "diff_id": b.diff_id,
-                           "size": b.size, "media_type": b.media_type})
+            layers.append(
+                {
+                    **common,
+                    "key": key,
+                    "digest": b.digest,
+                    "diff_id": b.diff_id,
+                    "size": b.size,
+                    "media_type": b.media_type,
+                }
+            )
         return layers, {**common, "ref": item.ref, "keys": keys}
 
     def scan_many(self, items: Sequence[Any], cfg: Any) -> dict[str, ScanResult | ImgscanError]:
@@ -312,7 +366,7 @@ class CeleryExecutor:
                     out[ref] = decode_scan_result(res.get(timeout=10, propagate=True))
                 except ImgscanError as exc:
                     out[ref] = exc
-                except Exception as exc:  # noqa: BLE001 - a worker-side failure is a value
+                except Exception as exc:
                     out[ref] = SourceError(f"{ref}: worker failed: {type(exc).__name__}: {exc}")
             time.sleep(0.2)
         for ref in pending:

@@ -29,8 +29,17 @@ from imgscan.model import ScanResult
 EXIT_OK, EXIT_POLICY, EXIT_SCAN = 0, 1, 3
 
 _TOP_KEYS = {"state", "cache", "output_dir", "policy", "target", "platform", "executor", "celery"}
-_TARGET_KEYS = {"registry", "repository", "tags", "tag_regex", "insecure", "ca_cert",
-                "username_env", "password_env", "platform"}
+_TARGET_KEYS = {
+    "registry",
+    "repository",
+    "tags",
+    "tag_regex",
+    "insecure",
+    "ca_cert",
+    "username_env",
+    "password_env",
+    "platform",
+}
 _POLICY_KEYS = {"fail_on", "fail_on_state", "categories"}
 
 
@@ -77,7 +86,9 @@ class WatchConfig:
 def _check(table: Mapping[str, Any], allowed: set[str], what: str) -> None:
     unknown = sorted(set(table) - allowed)
     if unknown:
-        raise ConfigError(f"{what}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})")
+        raise ConfigError(
+            f"{what}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})"
+        )
 
 
 def _str(v: Any, what: str) -> str:
@@ -118,27 +129,31 @@ def load_watch_config(path: str | os.PathLike[str]) -> WatchConfig:
             except re.error as exc:
                 raise ConfigError(f"{what}.tag_regex: {exc}") from None
         ca = t.get("ca_cert")
-        targets.append(Target(
-            registry=_str(t.get("registry"), f"{what}.registry"),
-            repository=_str(t.get("repository"), f"{what}.repository"),
-            tags=tuple(tags),
-            tag_regex=regex,
-            insecure=bool(t.get("insecure", False)),
-            ca_cert=str(base / ca) if isinstance(ca, str) else None,
-            username_env=t.get("username_env"),
-            password_env=t.get("password_env"),
-            platform=t.get("platform"),
-        ))
+        targets.append(
+            Target(
+                registry=_str(t.get("registry"), f"{what}.registry"),
+                repository=_str(t.get("repository"), f"{what}.repository"),
+                tags=tuple(tags),
+                tag_regex=regex,
+                insecure=bool(t.get("insecure", False)),
+                ca_cert=str(base / ca) if isinstance(ca, str) else None,
+                username_env=t.get("username_env"),
+                password_env=t.get("password_env"),
+                platform=t.get("platform"),
+            )
+        )
     pol = data.get("policy", {})
     if not isinstance(pol, dict):
         raise ConfigError(f"{p}: [policy] must be a table")
     _check(pol, _POLICY_KEYS, f"{p}: policy")
     policy = Policy(
         fail_on=parse_severity(pol.get("fail_on", "high"), "policy.fail_on"),
-        fail_on_state=parse_states(pol.get("fail_on_state", "present,deleted,overwritten"),
-                                   "policy.fail_on_state"),
-        categories=parse_categories(pol.get("categories", "secret,config,file"),
-                                    "policy.categories"),
+        fail_on_state=parse_states(
+            pol.get("fail_on_state", "present,deleted,overwritten"), "policy.fail_on_state"
+        ),
+        categories=parse_categories(
+            pol.get("categories", "secret,config,file"), "policy.categories"
+        ),
     )
     state = base / str(data.get("state", "imgscan-watch.db"))
     executor = data.get("executor", "local")
@@ -185,35 +200,48 @@ class WatchState:
 
     def tag_digest(self, repo: str, tag: str) -> str | None:
         """The digest ``tag`` pointed at on the last run."""
-        row = self.db.execute("SELECT digest FROM tags WHERE repo=? AND tag=?",
-                              (repo, tag)).fetchone()
+        row = self.db.execute(
+            "SELECT digest FROM tags WHERE repo=? AND tag=?", (repo, tag)
+        ).fetchone()
         return row[0] if row else None
 
     def set_tag(self, repo: str, tag: str, digest: str) -> None:
         """Record where ``tag`` points now."""
-        self.db.execute("INSERT OR REPLACE INTO tags VALUES (?, ?, ?, ?)",
-                        (repo, tag, digest, time.time()))
+        self.db.execute(
+            "INSERT OR REPLACE INTO tags VALUES (?, ?, ?, ?)", (repo, tag, digest, time.time())
+        )
 
     def image(self, repo: str, digest: str, engine: str) -> dict[str, Any] | None:
         """The stored verdict for an image digest under this ruleset/version."""
         row = self.db.execute(
             "SELECT findings, exit_code, report FROM images WHERE repo=? AND digest=? AND engine=?",
-            (repo, digest, engine)).fetchone()
+            (repo, digest, engine),
+        ).fetchone()
         if row is None:
             return None
         return {"findings": json.loads(row[0]), "exit_code": row[1], "report": row[2]}
 
-    def put_image(self, repo: str, digest: str, engine: str, findings: list[dict[str, Any]],
-                  exit_code: int, report: str) -> None:
+    def put_image(
+        self,
+        repo: str,
+        digest: str,
+        engine: str,
+        findings: list[dict[str, Any]],
+        exit_code: int,
+        report: str,
+    ) -> None:
         """Store an image's findings (fingerprint, rule, severity, path, status)."""
-        self.db.execute("INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (repo, digest, engine, time.time(), json.dumps(findings), exit_code,
-                         report))
+        self.db.execute(
+            "INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (repo, digest, engine, time.time(), json.dumps(findings), exit_code, report),
+        )
 
     def record_run(self, started: float, summary: Mapping[str, Any]) -> None:
         """Append this run's summary."""
-        self.db.execute("INSERT INTO runs (started, finished, summary) VALUES (?, ?, ?)",
-                        (started, time.time(), json.dumps(summary)))
+        self.db.execute(
+            "INSERT INTO runs (started, finished, summary) VALUES (?, ?, ?)",
+            (started, time.time(), json.dumps(summary)),
+        )
 
     def close(self) -> None:
         """Close the database."""
@@ -240,9 +268,15 @@ def _safe(name: str) -> str:
 
 def _brief(result: ScanResult) -> list[dict[str, Any]]:
     return [
-        {"fingerprint": f.fingerprint, "rule": f.rule, "severity": str(f.severity),
-         "path": f.path, "location": f.location, "layer": f.layer,
-         "status": str(f.status) if f.status else None}
+        {
+            "fingerprint": f.fingerprint,
+            "rule": f.rule,
+            "severity": str(f.severity),
+            "path": f.path,
+            "location": f.location,
+            "layer": f.layer,
+            "status": str(f.status) if f.status else None,
+        }
         for f in result.findings
     ]
 
@@ -276,8 +310,11 @@ class WatchReport:
             "images": self.images,
             "moved_tags": self.moved,
             "errors": self.errors,
-            "cache": {"hits": self.cache_hits, "misses": self.cache_misses,
-                      "layers_scanned": self.layers_scanned},
+            "cache": {
+                "hits": self.cache_hits,
+                "misses": self.cache_misses,
+                "layers_scanned": self.layers_scanned,
+            },
             "scanned_images": self.scanned,
             "unchanged_images": self.skipped,
             "policy_failed": self.policy_failed,
@@ -389,8 +426,7 @@ def run_watch(
                     continue
                 current.append(WorkItem(target, tag, digest))
         # 2. scan the digests we have not seen under this ruleset
-        todo = [it for it in current
-                if state.image(it.target.repo_ref, it.digest, engine) is None]
+        todo = [it for it in current if state.image(it.target.repo_ref, it.digest, engine) is None]
         unique = list({it.ref: it for it in todo}.values())
         say(f"{len(current)} watched tags, {len(unique)} new image digests to scan")
         results = runner.scan_many(unique, cfg) if unique else {}
@@ -406,13 +442,20 @@ def run_watch(
             known = state.image(repo, digest, engine)
             if known is not None and item.ref not in results:
                 report.skipped += 1
-                entry.update(scanned=False, exit_code=known["exit_code"], report=known["report"],
-                             findings=len(known["findings"]), new_findings=[],
-                             resolved_findings=[])
+                entry.update(
+                    scanned=False,
+                    exit_code=known["exit_code"],
+                    report=known["report"],
+                    findings=len(known["findings"]),
+                    new_findings=[],
+                    resolved_findings=[],
+                )
                 if prev is not None and prev != digest and prev_img is not None:
                     old = {f["fingerprint"] for f in prev_img["findings"]}
                     new = {f["fingerprint"] for f in known["findings"]}
-                    entry.update(new_findings=sorted(new - old), resolved_findings=sorted(old - new))
+                    entry.update(
+                        new_findings=sorted(new - old), resolved_findings=sorted(old - new)
+                    )
                 if known["exit_code"] == EXIT_POLICY:
                     report.policy_failed += 1
                 report.images.append(entry)
@@ -443,8 +486,11 @@ def run_watch(
             old = {f["fingerprint"] for f in (prev_img or {}).get("findings", [])}
             new = {f["fingerprint"] for f in brief}
             entry.update(
-                scanned=True, exit_code=outcome.exit_code, report=f"{base}.json",
-                findings=len(brief), _ref=item.ref,
+                scanned=True,
+                exit_code=outcome.exit_code,
+                report=f"{base}.json",
+                findings=len(brief),
+                _ref=item.ref,
                 new_findings=sorted(new - old) if prev_img is not None else sorted(new),
                 resolved_findings=sorted(old - new),
                 cache_hits=result.stats.get("cache_hits", 0),
@@ -453,8 +499,10 @@ def run_watch(
             report.images.append(entry)
             state.put_image(repo, digest, engine, brief, outcome.exit_code, f"{base}.json")
             state.set_tag(repo, tag, digest)
-            say(f"scanned {repo}:{tag} ({digest[:19]}): {len(brief)} findings, "
-                f"{result.stats.get('cache_hits', 0)} cached layers")
+            say(
+                f"scanned {repo}:{tag} ({digest[:19]}): {len(brief)} findings, "
+                f"{result.stats.get('cache_hits', 0)} cached layers"
+            )
         for i in report.images:
             i.pop("_ref", None)
         report.seconds = time.perf_counter() - t0
@@ -482,4 +530,3 @@ def format_summary(report: WatchReport) -> str:
         lines.append(f"error: {e}")
     lines.append(f"policy failed for {report.policy_failed} image(s)")
     return "\n".join(lines)
-

@@ -14,17 +14,24 @@ PASSWD = b"root:x:0:0:root:/root:/bin/sh\napp:x:10001:10001::/home/app:/sbin/nol
 def base_layers() -> list[dict[str, bytes]]:
     """Two base layers every tag shares (a 'distro' and a 'runtime')."""
     return [
-        {"etc/passwd": PASSWD, "usr/lib/libbase.so": random_bytes(600_000, 1),
-         "etc/os-release": b'ID=testos\nVERSION_ID="1"\n'},
-        {"usr/lib/runtime/core.py": b"print('runtime')\n" * 2000,
-         "usr/lib/runtime/blob.bin": random_bytes(300_000, 2)},
+        {
+            "etc/passwd": PASSWD,
+            "usr/lib/libbase.so": random_bytes(600_000, 1),
+            "etc/os-release": b'ID=testos\nVERSION_ID="1"\n',
+        },
+        {
+            "usr/lib/runtime/core.py": b"print('runtime')\n" * 2000,
+            "usr/lib/runtime/blob.bin": random_bytes(300_000, 2),
+        },
     ]
 
 
 def app_image(n: int, *, leak: bool) -> TestImage:
     """Tag ``n``'s image: the shared bases plus one app layer, some with a planted key."""
-    app: dict[str, bytes] = {f"app/version-{n}.txt": f"build {n}\n".encode(),
-                             "app/main.py": f"print('app {n}')\n".encode()}
+    app: dict[str, bytes] = {
+        f"app/version-{n}.txt": f"build {n}\n".encode(),
+        "app/main.py": f"print('app {n}')\n".encode(),
+    }
     if leak:
         app["app/deploy_key.pem"] = fake_private_key("rsa", 100 + n).encode()
     return build_image([*base_layers(), app], user="10001")
