@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -47,12 +48,14 @@ app:x:10001:10001::/app:/sbin/nologin
 """
 
 
+def _spec(tmp: Path, name: str, text: str) -> Path:
+    spec_path = tmp / f"{name}.toml"
+    spec_path.write_text(text)
+    return spec_path
+
+
 def _image(tmp: Path, name: str, text: str | None = None) -> Path:
-    if text is not None:
-        spec_path = tmp / f"{name}.toml"
-        spec_path.write_text(text)
-    else:
-        spec_path = SPECS / f"{name}.toml"
+    spec_path = _spec(tmp, name, text) if text is not None else SPECS / f"{name}.toml"
     return build(load_spec(spec_path), "docker-oci", tmp / f"{name}.tar")
 
 
@@ -125,3 +128,32 @@ def test_gate_without_push_is_a_plain_ci_step(tmp_path: Path) -> None:
     assert res.exit_code == 3
     res = CliRunner().invoke(main, ["gate", str(image), "--fail-on", "bogus"])
     assert res.exit_code == 2
+
+
+@pytest.mark.engine
+def test_gate_pushes_through_the_engine_only_when_clean(
+    dockerd: Any, plain_registry: RegistryServer, repo_name: str, tmp_path: Path
+) -> None:
+    """Local engine image -> gate -> ``docker push`` by image ID; a leaky one is not pushed."""
+    sdk = dockerd.client()
+    clean = build(load_spec(_spec(tmp_path, "clean", CLEAN)), "docker-legacy",
+                  tmp_path / "clean.tar")
+    leaky = build(load_spec(SPECS / "whiteout-key.toml"), "docker-legacy",
+                  tmp_path / "leaky.tar")
+    for path in (clean, leaky):
+        with open(path, "rb") as f:
+            sdk.images.load(f.read())
+    env = {"DOCKER_HOST": dockerd.host}
+    good = f"{plain_registry.host}/{repo_name}:clean"
+    res = CliRunner(env=env).invoke(
+        main, ["gate", "docker://imgscan-fixtures/clean:1", "--push", good, "-q"]
+    )
+    assert res.exit_code == 0, res.output
+    assert _exists(plain_registry, good)
+    bad = f"{plain_registry.host}/{repo_name}:leaky"
+    res = CliRunner(env=env).invoke(
+        main, ["gate", "docker://imgscan-fixtures/whiteout-key:latest", "--push", bad, "-q"]
+    )
+    assert res.exit_code == 1, res.output
+    assert "nothing pushed" in res.output
+    assert not _exists(plain_registry, bad)
