@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 
 
 def secret_digest(secret: str) -> str:
@@ -10,12 +11,15 @@ def secret_digest(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8", "surrogateescape")).hexdigest()
 
 
+_PEM_HEAD = re.compile(r"-----BEGIN [A-Z0-9 ]{1,40}-----")
+
+
 def redact(secret: str) -> str:
     """A short form that identifies a secret to its owner without revealing it."""
     s = secret.strip()
-    if s.startswith("-----BEGIN"):
-        head = s.splitlines()[0]
-        return f"{head}…(redacted)"
+    head = _PEM_HEAD.search(s[:200])
+    if head is not None:  # only the armour line, whatever the newlines look like
+        return f"{head.group(0)}…(redacted)"
     first_line = s.splitlines()[0] if s else ""
     n = len(first_line)
     if n >= 16:
