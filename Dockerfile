@@ -20,6 +20,7 @@ COPY signatures ./signatures
 RUN pip wheel --wheel-dir /wheels ".[fleet]"
 
 FROM ${PYTHON_IMAGE}
+ARG PYTHON_IMAGE
 ARG VERSION=0.1.0
 ARG REVISION=unknown
 ARG CREATED=unknown
@@ -42,6 +43,6 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
 # Numeric, so Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
 USER 10001:10001
 WORKDIR /work
-# A CLI and a worker: no HEALTHCHECK (a worker's liveness is Celery's own `inspect ping`).
+# No HEALTHCHECK: the CLI commands exit; a worker is observed through its Celery queue.
 ENTRYPOINT ["imgscan"]
 CMD ["--help"]

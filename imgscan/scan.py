@@ -412,14 +412,30 @@ class DetectionPool:
         _POOL_DETECTORS.pop("det", None)
 
 
+def available_cpus() -> int:
+    """CPUs this process may really use: its affinity mask and a cgroup v2 CPU quota."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    try:
+        with open("/sys/fs/cgroup/cpu.max", encoding="ascii") as f:
+            quota, period = f.read().split()[:2]
+        if quota != "max":
+            n = min(n, max(1, int(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, n)
+
+
 def auto_jobs(options: ScanOptions, blobs: Sequence[LayerBlob]) -> int:
-    """Worker processes for detection: 1 for small images, else one per core."""
+    """Worker processes for detection: 1 for small images, else one per usable CPU."""
     if options.jobs:
         return max(1, options.jobs)
     total = sum(b.size or 0 for b in blobs)
     if total < 8 * 1024 * 1024:
         return 1
-    return max(1, os.cpu_count() or 1)
+    return available_cpus()
 
 
 def scan_opened(

@@ -155,3 +155,21 @@ def test_buildkit_history_forms() -> None:
         ("history[0].created_by", "config-build-arg-secret", 3, secret_digest(BUILDKIT_ARG)),
         ("history[1].created_by", "config-build-arg-secret", None, secret_digest(ARG_DEFAULT)),
     }
+
+
+def test_hostile_config_values_finish_quickly() -> None:
+    import time
+
+    for text in (
+        '"' + "a\n" * 100_000,
+        "a." * 100_000,
+        "|3 " + "X-" + "a" * 200_000,
+        "http://" + "a:" * 100_000,
+    ):
+        config = {
+            "config": {"Env": [f"TOKEN={text}"], "Labels": {"k": text}},
+            "history": [{"created_by": text}, {"created_by": "RUN |2 " + text}],
+        }
+        start = time.perf_counter()
+        _analyze(config, (EntropyDetector(),))
+        assert time.perf_counter() - start < 5.0

@@ -436,3 +436,37 @@ _FUZZ_PATHS = [p for p, *_ in CASES] + [
 def test_random_content_never_raises(path: str, body: bytes) -> None:
     for h in _scan(path, body):
         assert h.secret and h.offset >= 0
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a." * 100_000,
+        '"' + "a" * 200_000,
+        "X-" + "a" * 200_000,
+        "a:" * 100_000,
+        "\n" * 200_000,
+        "http://" + "a:" * 100_000,
+        "a+" * 100_000,
+    ],
+    ids=["dots", "open-quote", "header", "colons", "newlines", "url", "scheme"],
+)
+def test_hostile_long_lines_finish_quickly(text: str) -> None:
+    import time
+
+    from imgscan.detect.entropy import EntropyDetector
+
+    data = text.encode()
+    start = time.perf_counter()
+    for path in (
+        "/root/.git-credentials",
+        "/root/.kube/config",
+        "/srv/.env",
+        "/root/.netrc",
+        "/etc/shadow",
+        "/root/.pgpass",
+        "/app/x.py",
+    ):
+        list(_scan(path, data))
+        list(EntropyDetector().scan(FileContext(path, 0, len(data)), data))
+    assert time.perf_counter() - start < 5.0

@@ -30,6 +30,7 @@ from click.testing import CliRunner
 from imgscan.cli import main
 from imgscan.workflows.fleet import settings_from
 from imgscan.workflows.watch import load_watch_config
+from tests.conftest import require
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -37,6 +38,7 @@ K8S = DEPLOY / "kubernetes"
 EXAMPLES = ROOT / "examples"
 DOCS = [ROOT / "docs" / "workflows.md", ROOT / "docs" / "scaling.md"]
 HOOK = ROOT / "scripts" / "pre-push"
+INDEXES = [DEPLOY / "README.md", EXAMPLES / "README.md"]
 YAML_FILES = sorted(
     [
         *DEPLOY.rglob("*.yaml"),
@@ -413,7 +415,7 @@ def _shell_sources() -> list[tuple[str, str]]:
                 out.append(
                     (f"image-gate.yml step {step.get('name', step['run'][:20])}", step["run"])
                 )
-    for path in [*YAML_FILES, *WATCH_EXAMPLES, ROOT / "Dockerfile"]:
+    for path in [*YAML_FILES, *WATCH_EXAMPLES, ROOT / "Dockerfile", *INDEXES, *DOCS]:
         out.append((_rel(path), _comment_commands(path.read_text())))
     return out
 
@@ -474,7 +476,7 @@ def test_docs_workflow_yaml_is_the_example_file() -> None:
 
 
 def test_docs_links_point_at_files_that_exist() -> None:
-    for doc in DOCS:
+    for doc in [*DOCS, *INDEXES]:
         for target in re.findall(r"\]\((?!https?:|#)([^)#\s]+)", doc.read_text()):
             assert (doc.parent / target).exists(), f"{_rel(doc)}: broken link {target}"
 
@@ -582,6 +584,7 @@ class GitRepo:
     """A work tree with the hook installed as documented, and a bare remote."""
 
     def __init__(self, tmp: Path) -> None:
+        require(shutil.which("git") is not None, "git (apt-get install git)")
         self.remote = tmp / "remote.git"
         self.work = tmp / "work"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "IMGSCAN"))}

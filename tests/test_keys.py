@@ -171,3 +171,11 @@ def test_fakes_with_a_flipped_der_byte_never_raise(kind: str, seed: int, pos: in
     blob[pos % len(blob)] ^= 0x01
     text = f"{lines[0]}\n{base64.b64encode(bytes(blob)).decode()}\n{lines[-1]}"
     assert validate_private_key(text) in (True, False, None)
+
+
+def test_many_headers_without_footers_finish_quickly() -> None:
+    import time
+
+    start = time.perf_counter()
+    assert validate_private_key("-----BEGIN RSA PRIVATE KEY-----\nAAAA" * 20_000) is False
+    assert time.perf_counter() - start < 2.0

@@ -11,7 +11,6 @@ credentials.
 from __future__ import annotations
 
 import re
-import shlex
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -22,9 +21,13 @@ from imgscan.findings.fingerprint import fingerprint, redact, secret_digest
 from imgscan.model import Category, Finding, Severity
 
 _ARG_PREFIX_RE = re.compile(r"^(?:RUN\s+)?\|(\d+)\s+")  # classic and BuildKit forms
+# one NAME=value word of a "|N" build-arg prefix (values quoted the way the builder quotes)
+_ARG_WORD_RE = re.compile(
+    r"\s*([A-Za-z_][A-Za-z0-9_]{0,255})=(\"(?:[^\"\\]|\\.){0,4096}\"|'[^']{0,4096}'|\S{0,4096})"
+)
 _AUTH_HEADER_RE = re.compile(
     r"(?:Authorization|Proxy-Authorization)\s*:\s*(?:Bearer|Token|Basic)\s+([^\s\"']{8,})"
-    r"|(?:X-[A-Za-z-]*(?:Token|Key|Secret|Auth)[A-Za-z-]*|PRIVATE-TOKEN|JOB-TOKEN)\s*:\s*"
+    r"|(?:X-[A-Za-z-]{0,40}(?:Token|Key|Secret|Auth)[A-Za-z-]{0,40}|PRIVATE-TOKEN|JOB-TOKEN)\s*:\s*"
     r"([^\s\"']{8,})",
     re.IGNORECASE,
 )
@@ -34,7 +37,9 @@ _PASSWORD_FLAG_RE = re.compile(
     re.IGNORECASE,
 )
 _CURL_USER_RE = re.compile(r"(?:^|\s)(?:-u|--user)(?:=|\s+)[\"']?([^\s:\"']+):([^\s\"'@]+)")
-_URL_CRED_RE = re.compile(r"\b[a-z][a-z0-9+.\-]*://([^:/@\s\"']+):([^@\s\"'/]+)@", re.IGNORECASE)
+_URL_CRED_RE = re.compile(
+    r"\b[a-z][a-z0-9+.\-]{0,30}://([^:/@\s\"']{1,256}):([^@\s\"'/]{1,512})@", re.IGNORECASE
+)
 _ENV_ASSIGN_RE = re.compile(r"(?:^|\s)([A-Za-z_][A-Za-z0-9_]*)=(\"[^\"]*\"|'[^']*'|[^\s;&|]+)")
 _DOCKER_LOGIN_RE = re.compile(r"\blogin\b")
 
@@ -171,14 +176,14 @@ class ConfigSecretsAnalyzer:
         # Build args: "|2 NPM_TOKEN=abc VERSION=1 /bin/sh -c ..."
         m = _ARG_PREFIX_RE.match(text)
         if m:
-            count = int(m.group(1))
-            try:
-                words = shlex.split(text[m.end() :], posix=True)
-            except ValueError:
-                words = text[m.end() :].split()
-            for word in words[:count]:
-                name, sep, value = word.partition("=")
-                if sep and env_value_is_secret(name, value):
+            pos = m.end()
+            for _ in range(min(int(m.group(1)), 256)):
+                wm = _ARG_WORD_RE.match(text, pos)
+                if wm is None:
+                    break
+                pos = wm.end()
+                name, value = wm.group(1), _unquote(wm.group(2))
+                if env_value_is_secret(name, value):
                     yield (
                         "config-build-arg-secret",
                         value,

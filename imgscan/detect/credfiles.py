@@ -172,13 +172,15 @@ def _netrc(data: bytes) -> Iterator[Hit]:
             yield h
 
 
-_URL_CRED_RE = re.compile(r"[a-z][a-z0-9+.\-]*://([^:/@\s]+):([^@\s]+)@[^\s]+", re.IGNORECASE)
+_URL_CRED_RE = re.compile(
+    r"[a-z][a-z0-9+.\-]{0,30}://([^:/@\s]{1,256}):([^@\s]{1,512})@\S", re.IGNORECASE
+)
 
 
 def _git_credentials(data: bytes) -> Iterator[Hit]:
     em = _Emitter(data, "credfile-git-credentials", "Git credential store", Severity.HIGH)
     for off, line in _lines(data):
-        m = _URL_CRED_RE.search(line)
+        m = _URL_CRED_RE.search(line) if "://" in line else None
         if m:
             h = em.hit(m.group(2), off, f"password for {m.group(1)}")
             if h is not None:
@@ -186,7 +188,8 @@ def _git_credentials(data: bytes) -> Iterator[Hit]:
 
 
 _KUBE_RE = re.compile(
-    r"^\s*-?\s*(client-key-data|token|password|id-token|refresh-token|client-secret)\s*:\s*"
+    r"^[ \t]*-?[ \t]*(client-key-data|token|password|id-token|refresh-token|client-secret)"
+    r"[ \t]*:[ \t]*"
     r"[\"']?([^\"'\s#]+)",
     re.MULTILINE,
 )

@@ -357,10 +357,7 @@ def _check_pgp(body_lines: list[str]) -> bool:
 
 # --- PEM ------------------------------------------------------------------------------------
 
-_PEM_RE = re.compile(
-    r"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----",
-    re.DOTALL,
-)
+_PEM_BEGIN_RE = re.compile(r"-----BEGIN ([A-Z0-9 ]{1,64})-----")
 _HEADER_RE = re.compile(r"^[A-Za-z-]+:")
 _DEK_INFO_RE = re.compile(r"^DEK-Info:\s*([A-Z0-9-]+),([0-9A-Fa-f]+)\s*$", re.MULTILINE)
 
@@ -387,10 +384,15 @@ def _b64(payload: str) -> bytes:
 
 def validate_private_key(pem_text: str) -> bool | None:
     """Whether a PEM private key block is a well-formed key (None: format not checkable)."""
-    m = _PEM_RE.search(pem_text.replace("\\n", "\n"))
+    text = pem_text.replace("\\n", "\n")
+    m = _PEM_BEGIN_RE.search(text)
     if m is None:
         return False
-    label, body = m.group(1), m.group(2)
+    label = m.group(1)
+    end = text.find(f"-----END {label}-----", m.end())
+    if end < 0:
+        return False  # a header without its footer: truncated
+    body = text[m.end() : end]
     try:
         if label == "PGP PRIVATE KEY BLOCK":
             return _check_pgp(body.splitlines())

@@ -358,6 +358,9 @@ class CeleryExecutor:
             pending[item.ref] = chord(header)(body)
         deadline = time.monotonic() + self.settings.deadline
         while pending and time.monotonic() < deadline:
+            # One backend read per pending image per round: slow the rounds down as the
+            # number of images grows so the scheduler never floods the result backend.
+            interval = min(5.0, max(0.2, len(pending) / 500))
             for ref, res in list(pending.items()):
                 if not res.ready():
                     continue
@@ -368,7 +371,7 @@ class CeleryExecutor:
                     out[ref] = exc
                 except Exception as exc:
                     out[ref] = SourceError(f"{ref}: worker failed: {type(exc).__name__}: {exc}")
-            time.sleep(0.2)
+            time.sleep(interval)
         for ref in pending:
             out[ref] = SourceError(f"{ref}: not finished within {self.settings.deadline:.0f}s")
         return out
