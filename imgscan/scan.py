@@ -15,6 +15,7 @@ import io
 import json
 import multiprocessing
 import os
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -24,7 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from imgscan.detect.base import ContentDetector, FileContext, ImageAnalyzer, ImageContext
-from imgscan.detect.engine import ContentScanner, EngineOptions, FileScan
+from imgscan.detect.engine import (
+    ContentScanner,
+    EngineOptions,
+    FileScan,
+    OutsideVendorTrees,
+    file_digests,
+)
 from imgscan.layers import capture
 from imgscan.layers.compression import LayerLimitExceeded
 from imgscan.layers.overlay import Overlay, build_overlay
@@ -36,6 +43,7 @@ from imgscan.model import (
     Finding,
     ImageInfo,
     ScanResult,
+    Severity,
     Status,
     Unscanned,
 )
@@ -72,7 +80,7 @@ class LayerResult:
     findings: tuple[Finding, ...]
     unscanned: tuple[Unscanned, ...]
     files: Mapping[str, bytes]
-    hashes: Mapping[str, tuple[str, str]]  # path -> (md5, sha256) of files with findings
+    hashes: Mapping[str, tuple[str, str, str]]  # path -> (md5, sha1, sha256), files with findings
     compressed_bytes: int = 0
     uncompressed_bytes: int = 0
     compression: str = "none"
@@ -114,7 +122,17 @@ def build_detectors(options: ScanOptions) -> Detectors:
             tuple(Path(d) for d in options.rule_dirs), disabled=options.disabled_rules
         )
         ruleset_hash = ruleset.hash
-        content.append(PatternDetector(ruleset))
+        from imgscan.detect.config_secrets import ConfigSecretsAnalyzer
+        from imgscan.detect.credfiles import CredentialFileDetector
+        from imgscan.detect.entropy import EntropyDetector
+        from imgscan.detect.strings import BinaryStringsDetector
+
+        text: list[ContentDetector] = [PatternDetector(ruleset), EntropyDetector()]
+        costly: list[ContentDetector] = [text[1], BinaryStringsDetector(text)]
+        if not options.include_package_files:
+            costly = [OutsideVendorTrees(d) for d in costly]
+        content.extend([text[0], costly[0], CredentialFileDetector(), costly[1]])
+        analyzers.append(ConfigSecretsAnalyzer(text, options.show_secrets))
     if options.hardening:
         from imgscan.detect.hardening import default_analyzers
 
@@ -125,7 +143,11 @@ def build_detectors(options: ScanOptions) -> Detectors:
         max_file_bytes=options.limits.max_file_bytes,
         show_secrets=options.show_secrets,
     )
-    scanner = ContentScanner(content, engine_opts)
+    from imgscan.detect.nested import ArchiveFilter, NestedExpander
+
+    scanner = ContentScanner(
+        content, engine_opts, expander=NestedExpander(), wants_archive=ArchiveFilter()
+    )
     return Detectors(tuple(content), tuple(analyzers), scanner, ruleset_hash)
 
 
@@ -192,8 +214,8 @@ def scan_layer(
                 res = detectors.scanner.scan_reader(ctx, entry.reader, ev.size)
             findings.extend(res.findings)
             unscanned.extend(res.unscanned)
-            if res.findings and res.md5 and res.sha256:
-                hashes[ev.path] = (res.md5, res.sha256)
+            if res.findings and res.digests:
+                hashes[ev.path] = res.digests
     except LayerLimitExceeded:
         walker.record_limit(current)
         close = getattr(entries, "close", None)
@@ -203,8 +225,8 @@ def scan_layer(
         for path, res in pool.drain():
             findings.extend(res.findings)
             unscanned.extend(res.unscanned)
-            if res.findings and res.md5 and res.sha256:
-                hashes[path] = (res.md5, res.sha256)
+            if res.findings and res.digests:
+                hashes[path] = res.digests
     unscanned.extend(walker.stats.unscanned)
     return LayerResult(
         index=blob.index,
@@ -235,6 +257,120 @@ def _sort_key(f: Finding) -> tuple[Any, ...]:
         f.location or "",
         f.fingerprint,
     )
+
+
+_RAISED = {
+    Severity.INFO: Severity.LOW,
+    Severity.LOW: Severity.MEDIUM,
+    Severity.MEDIUM: Severity.HIGH,
+    Severity.HIGH: Severity.CRITICAL,
+    Severity.CRITICAL: Severity.CRITICAL,
+}
+
+
+def apply_ownership(
+    findings: Sequence[Finding],
+    layers: Sequence[LayerResult],
+    files: Mapping[tuple[int, str], bytes],
+    *,
+    include_package_files: bool = False,
+) -> list[Finding]:
+    """Package-owned files: unmodified -> info (unless --all), modified -> one step higher.
+
+    A vendor file the package manager installed byte for byte (dpkg md5sums, apk
+    sha1, pip RECORD sha256) is not the image author's secret; the same file
+    changed after installation is more suspicious than an ordinary file. Nothing is
+    hidden: the finding stays, with a note saying which package and why.
+    """
+    if not any(f.category is Category.SECRET and f.path for f in findings):
+        return list(findings)
+    from imgscan.detect.ownership import PackageDB
+
+    db = PackageDB.from_files(files)
+    hashes = {lr.index: lr.hashes for lr in layers}
+    out = []
+    for f in findings:
+        if f.category is not Category.SECRET or f.path is None or f.layer is None:
+            out.append(f)
+            continue
+        outer = outer_path(f.path)
+        owner = db.owner_info(outer)
+        digests = hashes.get(f.layer, {}).get(outer)
+        source = _pyc_source(outer)
+        if owner is None and source is not None and db.owner_info(source) is not None:
+            # RECORD lists __pycache__ files without a hash: compiled at install time
+            # from a package-owned source, so it carries what that source carries.
+            src = db.owner_info(source)
+            assert src is not None
+            note = (f"bytecode compiled from {source} of {src.manager} package {src.package}")
+            if include_package_files:
+                out.append(dataclasses.replace(f, note=note))
+            else:
+                out.append(dataclasses.replace(
+                    f, severity=Severity.INFO, note=f"{note}; {f.severity} with --all"))
+            continue
+        if owner is None or digests is None:
+            out.append(f)
+            continue
+        md5, sha1, sha256 = digests
+        verdict = db.verdict(outer, md5, sha256, sha1)
+        if verdict == "unmodified":
+            note = (f"unmodified file of {owner.manager} package {owner.package} "
+                    f"({owner.algo} matches); shipped by the vendor, not by this image's author")
+            if include_package_files:
+                out.append(dataclasses.replace(f, note=note))
+            else:
+                out.append(dataclasses.replace(
+                    f, severity=Severity.INFO, note=f"{note}; {f.severity} with --all"))
+        elif verdict == "modified":
+            note = (f"file of {owner.manager} package {owner.package} changed after "
+                    f"installation ({owner.algo} differs)")
+            out.append(dataclasses.replace(f, severity=_RAISED[f.severity], note=note))
+        else:
+            out.append(f)
+    return out
+
+
+_PYC_RE = re.compile(r"^(.*)/__pycache__/([^/.]+)\.[a-z]+-\d+(?:\.opt-\d)?\.pyc$")
+
+
+def _pyc_source(path: str) -> str | None:
+    """``/a/__pycache__/m.cpython-311.pyc`` -> ``/a/m.py``."""
+    m = _PYC_RE.match(path)
+    return f"{m.group(1)}/{m.group(2)}.py" if m else None
+
+
+def _specificity(rule: str) -> int:
+    """Lower is more specific: a named service beats a credential file beats generic rules."""
+    if rule.startswith(("entropy-", "keyword-")):
+        return 3
+    if rule.startswith("generic-"):
+        return 2
+    if rule.startswith(("credfile-", "config-")):
+        return 1
+    return 0
+
+
+def merge_same_secret(findings: Iterable[Finding]) -> list[Finding]:
+    """One finding per secret per location: the most specific rule wins.
+
+    The same value on the same line is often matched by a service rule, a
+    credential-file rule and the entropy plugin; reporting all three inflates
+    counts. Different secrets, or the same secret elsewhere, are never merged.
+    """
+    best: dict[tuple[Any, ...], Finding] = {}
+    rest: list[Finding] = []
+    for f in findings:
+        if f.category is not Category.SECRET or f.secret_sha256 is None:
+            rest.append(f)
+            continue
+        key = (f.layer, f.path, f.line, f.location, f.secret_sha256)
+        cur = best.get(key)
+        if cur is None or (_specificity(f.rule), -f.severity.rank, f.rule) < (
+            _specificity(cur.rule), -cur.severity.rank, cur.rule
+        ):
+            best[key] = f
+    return rest + list(best.values())
 
 
 def finalize(image: ImageInfo, findings: Iterable[Finding], overlay: Overlay) -> list[Finding]:
@@ -276,6 +412,7 @@ def assemble(
     *,
     reference: str = "",
     started: float | None = None,
+    include_package_files: bool = False,
 ) -> ScanResult:
     """Combine per-layer results into the image's ScanResult."""
     events = [e for lr in layers for e in lr.events]
@@ -302,7 +439,9 @@ def assemble(
                     f"analyzer failed: {type(exc).__name__}: {exc}",
                 )
             )
-    final = finalize(info, findings, overlay)
+    findings = apply_ownership(findings, layers, files,
+                               include_package_files=include_package_files)
+    final = finalize(info, merge_same_secret(findings), overlay)
     hidden = overlay.hidden_bytes()
     stats = {
         "layers": len(layers),
@@ -346,8 +485,7 @@ def _detect_batch(items: list[tuple[FileContext, bytes]]) -> list[FileScan]:
         res = FileScan()
         det.scanner.scan_bytes(ctx, data, res)
         if res.findings:
-            res.md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
-            res.sha256 = hashlib.sha256(data).hexdigest()
+            res.digests = file_digests(data)
         out.append(res)
     return out
 
@@ -483,7 +621,8 @@ def scan_opened(
         if pool is not None:
             pool.close()
     ordered = [results[b.index] for b in image.blobs]
-    result = assemble(image.info, ordered, det, reference=reference, started=started)
+    result = assemble(image.info, ordered, det, reference=reference, started=started,
+                      include_package_files=options.include_package_files)
     extra = {
         "layers_scanned": len(todo),
         "cache_hits": cache.hits if cache else 0,

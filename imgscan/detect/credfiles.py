@@ -197,7 +197,7 @@ _KUBE_RE = re.compile(
 
 def _kubeconfig(data: bytes) -> Iterator[Hit]:
     text = data.decode("utf-8", "replace")
-    if not re.search(r"^\s*(clusters|users|contexts)\s*:", text, re.MULTILINE):
+    if not re.search(r"^[ \t]*(clusters|users|contexts)[ \t]*:", text, re.MULTILINE):
         return
     em = _Emitter(data, "credfile-kubeconfig", "Kubernetes kubeconfig credentials", Severity.HIGH)
     for m in _KUBE_RE.finditer(text):

@@ -32,9 +32,17 @@ class FileScan:
 
     findings: list[Finding] = field(default_factory=list)
     unscanned: list[Unscanned] = field(default_factory=list)
-    md5: str | None = None
-    sha256: str | None = None
+    digests: tuple[str, str, str] | None = None  # (md5, sha1, sha256) hex, when findings
     head: bytes = b""
+
+
+def file_digests(data: bytes) -> tuple[str, str, str]:
+    """(md5, sha1, sha256) of a file: what dpkg, apk and pip record for package files."""
+    return (
+        hashlib.md5(data, usedforsecurity=False).hexdigest(),
+        hashlib.sha1(data, usedforsecurity=False).hexdigest(),
+        hashlib.sha256(data).hexdigest(),
+    )
 
 
 def finding_from_hit(hit: Hit, ctx: FileContext, line: int | None, show: bool) -> Finding:
@@ -120,8 +128,7 @@ class ContentScanner:
             out.head = data[:512]
             self.scan_bytes(ctx, data, out)
             if out.findings:
-                out.md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
-                out.sha256 = hashlib.sha256(data).hexdigest()
+                out.digests = file_digests(data)
             return out
         self._scan_chunks(ctx, reader, size, out)
         return out
@@ -129,6 +136,7 @@ class ContentScanner:
     def _scan_chunks(self, ctx: FileContext, reader: BinaryIO, size: int, out: FileScan) -> None:
         opts = self.options
         md5 = hashlib.md5(usedforsecurity=False)
+        sha1 = hashlib.sha1(usedforsecurity=False)
         sha = hashlib.sha256()
         pos = 0  # absolute offset of the start of `buf`
         lines_before = 0  # newlines before `pos`
@@ -154,6 +162,7 @@ class ContentScanner:
                     archive_buf = bytearray()
             read_total += len(chunk)
             md5.update(chunk)
+            sha1.update(chunk)
             sha.update(chunk)
             if archive_buf is not None:
                 archive_buf += chunk
@@ -183,10 +192,58 @@ class ContentScanner:
             )
         if archive_buf is not None:
             self._expand(ctx, bytes(archive_buf), out)
-        out.md5 = md5.hexdigest()
-        out.sha256 = sha.hexdigest()
+        out.digests = (md5.hexdigest(), sha1.hexdigest(), sha.hexdigest())
 
 
 def describe(detectors: Sequence[Any]) -> list[str]:
     """Names of the detectors, for the report's stats."""
     return [str(getattr(d, "name", type(d).__name__)) for d in detectors]
+
+
+VENDOR_PREFIXES = (
+    "/usr/lib/",
+    "/usr/lib64/",
+    "/usr/libexec/",
+    "/usr/share/",
+    "/usr/include/",
+    "/usr/bin/",
+    "/usr/sbin/",
+    "/lib/",
+    "/lib64/",
+    "/bin/",
+    "/sbin/",
+    "/var/lib/dpkg/",
+    "/var/lib/apt/",
+    "/var/cache/",
+    "/usr/local/lib/",
+    "/opt/conda/pkgs/",
+)
+VENDOR_PARTS = ("/site-packages/", "/dist-packages/", "/node_modules/", "/vendor/bundle/",
+                "/.cargo/registry/", "/go/pkg/mod/")
+
+
+def is_vendor_path(path: str) -> bool:
+    """Whether a path lies in a tree that package managers own (distro, pip, npm, ...)."""
+    outer = path.split("!", 1)[0]
+    return outer.startswith(VENDOR_PREFIXES) or any(p in outer for p in VENDOR_PARTS)
+
+
+class OutsideVendorTrees:
+    """Runs a detector only on files outside package-manager trees.
+
+    The entropy/keyword plugins and the strings-of-binaries pass are the slowest and
+    noisiest detectors, and vendor trees are most of an image's bytes. There the rule
+    engine (which also reads binaries raw) and the credential-file parsers still run;
+    ``--all`` runs everything everywhere.
+    """
+
+    def __init__(self, inner: ContentDetector) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.text_only = bool(getattr(inner, "text_only", False))
+
+    def scan(self, ctx: FileContext, data: bytes) -> Iterable[Hit]:
+        """The inner detector's hits, unless ``ctx.path`` is in a vendor tree."""
+        if is_vendor_path(ctx.path):
+            return ()
+        return self.inner.scan(ctx, data)

@@ -359,7 +359,6 @@ def _check_pgp(body_lines: list[str]) -> bool:
 
 _PEM_BEGIN_RE = re.compile(r"-----BEGIN ([A-Z0-9 ]{1,64})-----")
 _HEADER_RE = re.compile(r"^[A-Za-z-]+:")
-_DEK_INFO_RE = re.compile(r"^DEK-Info:\s*([A-Z0-9-]+),([0-9A-Fa-f]+)\s*$", re.MULTILINE)
 
 
 def _split_body(body: str) -> tuple[dict[str, str], str]:

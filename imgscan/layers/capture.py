@@ -41,12 +41,18 @@ GLOBS = (
     "/etc/supervisord.d/*",
 )
 
+# rpm's database is a SQLite file, larger than the usual capture limit.
+RPMDB_PATHS = frozenset({"/var/lib/rpm/rpmdb.sqlite", "/usr/lib/sysimage/rpm/rpmdb.sqlite"})
+MAX_RPMDB_BYTES = 64 * 1024 * 1024
+
 _RECORD_RE = re.compile(r"/[^!]*\.dist-info/RECORD$")
 _GLOB_RES = tuple(re.compile(fnmatch.translate(g)) for g in GLOBS)
 
 
 def wants(path: str, size: int) -> bool:
     """Whether the walker should keep a copy of this regular file."""
+    if path in RPMDB_PATHS:
+        return size <= MAX_RPMDB_BYTES
     if size > MAX_CAPTURE_BYTES:
         return False
     if path in EXACT:

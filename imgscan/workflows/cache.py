@@ -23,7 +23,7 @@ from imgscan import __version__
 from imgscan.errors import ConfigError, SourceError
 from imgscan.model import Category, EntryKind, FileEvent, Finding, Severity, Status, Unscanned
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def cache_key(layer_id: str, ruleset_hash: str, options_tag: str = "") -> str:
@@ -141,7 +141,7 @@ def decode_layer_result(data: bytes, index: int) -> Any:
         findings=tuple(findings),
         unscanned=tuple(Unscanned(doc["index"], p, r) for p, r in doc["unscanned"]),
         files={p: base64.b64decode(b) for p, b in doc["files"].items()},
-        hashes={p: (h[0], h[1]) for p, h in doc["hashes"].items()},
+        hashes={p: (h[0], h[1], h[2]) for p, h in doc["hashes"].items()},
         compressed_bytes=doc["compressed_bytes"],
         uncompressed_bytes=doc["uncompressed_bytes"],
         compression=doc["compression"],
