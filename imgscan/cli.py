@@ -16,9 +16,9 @@ from typing import Any, TextIO
 import click
 
 from imgscan import __version__
-from imgscan.errors import ImgscanError
+from imgscan.errors import ConfigError, ImgscanError
 from imgscan.layers.walker import WalkLimits
-from imgscan.model import ScanResult, Severity
+from imgscan.model import Severity
 from imgscan.sources.base import SourceOptions
 
 EXIT_OK, EXIT_POLICY, EXIT_USAGE, EXIT_SCAN = 0, 1, 2, 3
@@ -80,7 +80,11 @@ def _out(path: str | None) -> Iterator[TextIO]:
     if path is None:
         yield sys.stdout
         return
-    with open(path, "w", encoding="utf-8") as f:
+    try:
+        f = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise ConfigError(f"--output {path}: cannot write ({exc.strerror})") from None
+    with f:
         yield f
 
 
@@ -182,53 +186,162 @@ def main() -> None:
     """imgscan: container image layer forensics and secret scanning."""
 
 
-def _simple_gate(result: ScanResult, fail_on: str) -> int:
-    threshold = Severity(fail_on).rank
-    return EXIT_POLICY if any(f.severity.rank >= threshold for f in result.findings) else EXIT_OK
+def _color_for(stream: TextIO) -> bool:
+    """Colour only on a terminal, and never when NO_COLOR is set (https://no-color.org)."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def _check_output(path: str | None) -> None:
+    """Fail fast (usage error) when --output cannot be written, before a long scan."""
+    if path is None:
+        return
+    parent = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path) or not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+        raise ConfigError(f"--output {path}: cannot write there")
+
+
+def _rule_catalog(cfg: Any) -> list[Any]:
+    """The enabled secret rules, for SARIF's rule list (rules that did not fire too)."""
+    from pathlib import Path
+
+    from imgscan.detect.rules import load_ruleset
+    from imgscan.report.sarif import RuleDoc
+
+    ruleset = load_ruleset(extra_dirs=[Path(d) for d in cfg.rule_dirs])
+    return [
+        RuleDoc(
+            r.id,
+            r.title,
+            cfg.severity.get(r.id, r.severity),
+            description=r.description,
+            remediation=r.remediation,
+        )
+        for r in ruleset.rules
+        if r.id not in cfg.disabled_rules
+    ]
+
+
+def report_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Report and gate options of ``scan``."""
+    sev = click.Choice([s.value for s in Severity], case_sensitive=False)
+    f = click.option(
+        "--config",
+        "config_path",
+        default=None,
+        metavar="FILE",
+        help="Config file (default: ./.imgscan.toml or [tool.imgscan] in ./pyproject.toml).",
+    )(f)
+    f = click.option(
+        "--baseline",
+        default=None,
+        metavar="FILE",
+        help="Accepted findings: reported as suppressed, never fail the gate.",
+    )(f)
+    f = click.option(
+        "--category",
+        default=None,
+        metavar="LIST",
+        help="Categories that can fail the gate: secret,config,file [default: all].",
+    )(f)
+    f = click.option(
+        "--fail-on-state",
+        default=None,
+        metavar="LIST",
+        help="Exposure states that can fail the gate: present,deleted,overwritten "
+        "[default: all; config findings always count].",
+    )(f)
+    f = click.option(
+        "--fail-on",
+        type=sev,
+        default=None,
+        help="Exit 1 when an unsuppressed finding is at or above this severity [default: high].",
+    )(f)
+    f = click.option(
+        "--show-secrets",
+        is_flag=True,
+        help="Print full secret values (off by default, in every format).",
+    )(f)
+    f = click.option(
+        "--output",
+        "-o",
+        default=None,
+        metavar="FILE",
+        help="Write the report to FILE instead of stdout.",
+    )(f)
+    f = click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["table", "json", "sarif"]),
+        default="table",
+        show_default=True,
+        help="Report format.",
+    )(f)
+    return f
 
 
 @main.command()
 @click.argument("image")
 @common_options
-@click.option(
-    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
-)
-@click.option("--output", "-o", default=None, help="Write the report to FILE.")
-@click.option("--show-secrets", is_flag=True, help="Print full secret values (off by default).")
-@click.option(
-    "--fail-on",
-    type=click.Choice([s.value for s in Severity]),
-    default="high",
-    show_default=True,
-    help="Exit 1 when a finding is at or above this severity.",
-)
+@report_options
 def scan(
     image: str,
     fmt: str,
     output: str | None,
     show_secrets: bool,
-    fail_on: str,
+    fail_on: str | None,
+    fail_on_state: str | None,
+    category: str | None,
+    baseline: str | None,
+    config_path: str | None,
     quiet: bool,
     **kw: Any,
 ) -> None:
-    """Scan IMAGE for secrets and hardening problems in every layer."""
+    """Scan IMAGE for secrets and hardening problems in every layer.
+
+    Exit codes: 0 clean, 1 policy failed, 2 usage error, 3 scan error.
+    """
+    from imgscan.config import apply_config, collect_suppressions, load_config, load_suppressions
+    from imgscan.gate import evaluate
+    from imgscan.report.render import render
     from imgscan.scan import scan_image
 
     progress = _Progress(not quiet)
     with _errors():
-        opts = _scan_options(show_secrets=show_secrets, **kw)
+        # Everything that can be a usage error is checked before the (long) scan.
+        cfg = load_config(config_path).with_overrides(
+            fail_on=fail_on, fail_on_state=fail_on_state, categories=category, baseline=baseline
+        )
+        base, warnings = load_suppressions(cfg)
+        if not quiet:
+            for line in warnings:
+                click.echo(f"imgscan: warning: {line}", err=True)
+        _check_output(output)
+        opts = _scan_options(show_secrets=show_secrets, rule_dirs=cfg.rule_dirs, **kw)
         try:
             result = scan_image(image, opts, progress)
         finally:
             progress.done()
+        result = apply_config(result, cfg)
+        sup = collect_suppressions(result, cfg, base)
+        catalog = _rule_catalog(cfg) if fmt == "sarif" else ()
         with _out(output) as stream, _pipe_safe():
-            if fmt == "json":
-                from imgscan.report.json_report import write_json
-
-                write_json(result, stream, show_secrets=show_secrets)
-            else:
-                _write_table(result, stream, show_secrets)
-    sys.exit(_simple_gate(result, fail_on))
+            render(
+                result,
+                fmt,
+                stream,
+                show_secrets=show_secrets,
+                color=fmt == "table" and _color_for(stream),
+                suppressions=sup,
+                catalog=catalog,
+            )
+        outcome = evaluate(result, cfg.policy, sup)
+    if not quiet:
+        for line in outcome.reasons:
+            click.echo(f"imgscan: {line}", err=True)
+    sys.exit(outcome.exit_code)
 
 
 @contextmanager
@@ -240,31 +353,6 @@ def _pipe_safe() -> Iterator[None]:
     except BrokenPipeError:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-
-
-def _write_table(result: ScanResult, stream: TextIO, show_secrets: bool) -> None:
-    from tabulate import tabulate
-
-    rows = []
-    for f in result.findings:
-        where = f.path or f.location or ""
-        if f.line:
-            where += f":{f.line}"
-        rows.append(
-            [
-                str(f.severity),
-                f.rule,
-                where,
-                f.layer if f.layer is not None else "-",
-                str(f.status) if f.status else "-",
-                (f.secret if show_secrets and f.secret else f.redacted) or f.message,
-            ]
-        )
-    if rows:
-        stream.write(
-            tabulate(rows, headers=["severity", "rule", "path", "layer", "state", "value"]) + "\n"
-        )
-    stream.write(f"{len(result.findings)} findings, {len(result.unscanned)} unscanned\n")
 
 
 def _human(n: int | None) -> str:
@@ -429,6 +517,201 @@ def _forensics_dict(fx: Any, files: bool) -> dict[str, Any]:
             for ev, st, changed in fx.entries
         ]
     return d
+
+
+@main.group()
+def baseline() -> None:
+    """Record accepted findings so the gate fails only on new ones."""
+
+
+def _baseline_args(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option(
+        "--config",
+        "config_path",
+        default=None,
+        metavar="FILE",
+        help="Config file (rule dirs, disabled rules, severity overrides).",
+    )(f)
+    f = click.option(
+        "--expires",
+        default=None,
+        metavar="YYYY-MM-DD",
+        help="After this date the entries no longer suppress.",
+    )(f)
+    f = click.option(
+        "--reason", default=None, help="Why these findings are accepted (stored with each entry)."
+    )(f)
+    f = click.option(
+        "--output",
+        "-o",
+        required=True,
+        metavar="FILE",
+        help="Baseline file to write, e.g. .imgscan-baseline.json.",
+    )(f)
+    return f
+
+
+def _baseline_run(
+    image: str,
+    output: str,
+    reason: str | None,
+    expires: str | None,
+    config_path: str | None,
+    quiet: bool,
+    update: bool,
+    kw: dict[str, Any],
+) -> None:
+    import datetime as dt
+
+    from imgscan.config import apply_config, load_config
+    from imgscan.findings.baseline import (
+        DEFAULT_REASON,
+        create_baseline,
+        load_baseline,
+        parse_date,
+        update_baseline,
+        write_baseline,
+    )
+    from imgscan.scan import scan_image
+
+    progress = _Progress(not quiet)
+    with _errors():
+        cfg = load_config(config_path)
+        until = parse_date(expires, "--expires")
+        if until is not None and until < dt.date.today():
+            raise ConfigError(f"--expires: {until} is in the past")
+        old = load_baseline(output) if update and os.path.exists(output) else None
+        opts = _scan_options(rule_dirs=cfg.rule_dirs, **kw)
+        try:
+            result = apply_config(scan_image(image, opts, progress), cfg)
+        finally:
+            progress.done()
+        why = reason or DEFAULT_REASON
+        if old is not None:
+            new = update_baseline(old, result, reason=why, expires=until)
+        else:
+            new = create_baseline(result, reason=why, expires=until)
+        write_baseline(new, output)
+    if not quiet:
+        click.echo(f"imgscan: wrote {len(new.entries)} accepted finding(s) to {output}", err=True)
+    sys.exit(EXIT_OK)
+
+
+@baseline.command("create")
+@click.argument("image")
+@common_options
+@_baseline_args
+def baseline_create(
+    image: str,
+    output: str,
+    reason: str | None,
+    expires: str | None,
+    config_path: str | None,
+    quiet: bool,
+    **kw: Any,
+) -> None:
+    """Accept every current finding of IMAGE into a new baseline file."""
+    _baseline_run(image, output, reason, expires, config_path, quiet, False, kw)
+
+
+@baseline.command("update")
+@click.argument("image")
+@common_options
+@_baseline_args
+def baseline_update(
+    image: str,
+    output: str,
+    reason: str | None,
+    expires: str | None,
+    config_path: str | None,
+    quiet: bool,
+    **kw: Any,
+) -> None:
+    """Accept IMAGE's current findings: keep existing reasons, add new, drop gone entries."""
+    _baseline_run(image, output, reason, expires, config_path, quiet, True, kw)
+
+
+@main.group(invoke_without_command=True)
+@click.option(
+    "--config",
+    "config_path",
+    default=None,
+    metavar="FILE",
+    help="Config file (extra rule dirs, disabled rules, severity overrides).",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+@click.pass_context
+def rules(ctx: click.Context, config_path: str | None, fmt: str) -> None:
+    """List the loaded secret rules: id, severity, title, source file."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from pathlib import Path
+
+    from tabulate import tabulate
+
+    from imgscan.config import load_config
+    from imgscan.detect.rules import load_ruleset
+
+    with _errors():
+        cfg = load_config(config_path)
+        ruleset = load_ruleset(extra_dirs=[Path(d) for d in cfg.rule_dirs])
+        rows = [
+            {
+                "id": r.id,
+                "severity": cfg.severity.get(r.id, r.severity).value,
+                "title": r.title,
+                "source": r.source,
+                "enabled": r.id not in cfg.disabled_rules,
+            }
+            for r in ruleset.rules
+        ]
+        with _pipe_safe():
+            if fmt == "json":
+                json.dump(rows, sys.stdout, indent=2)
+                sys.stdout.write("\n")
+            else:
+                table = [
+                    [
+                        r["id"],
+                        r["severity"],
+                        r["title"],
+                        r["source"],
+                        "" if r["enabled"] else "disabled",
+                    ]
+                    for r in rows
+                ]
+                click.echo(
+                    tabulate(
+                        table,
+                        headers=["ID", "SEVERITY", "TITLE", "SOURCE", ""],
+                        disable_numparse=True,
+                    )
+                )
+                click.echo(f"{len(rows)} rules")
+
+
+@rules.command("test")
+@click.argument("file", type=click.Path(dir_okay=False))
+def rules_test(file: str) -> None:
+    """Check a rule file and run its examples; exit 1 if any example fails."""
+    from pathlib import Path
+
+    from imgscan.detect.rules import check_rule_file
+
+    with _errors():
+        results = check_rule_file(Path(file))
+    failed = [r for r in results if not r.ok]
+    for r in failed:
+        text = " ".join(r.text.split())
+        text = text if len(text) <= 60 else text[:59] + "…"
+        click.echo(f"FAIL {r.rule} {r.kind}: {text!r}: {r.message}")
+    n_rules = len({r.rule for r in results})
+    click.echo(
+        f"{file}: {n_rules} rule(s), {len(results) - len(failed)} passed, {len(failed)} failed"
+    )
+    sys.exit(EXIT_POLICY if failed else EXIT_OK)
 
 
 def _add_workflow_commands() -> None:

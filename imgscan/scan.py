@@ -167,7 +167,7 @@ def scan_layer(
     findings: list[Finding] = []
     unscanned: list[Unscanned] = []
     files: dict[str, bytes] = {}
-    hashes: dict[str, tuple[str, str]] = {}
+    hashes: dict[str, tuple[str, str, str]] = {}
     captured_total = 0
     seen_bytes = 0
     current = "/"

@@ -13,6 +13,7 @@ from report_samples import check_golden, raw_secrets, redact_volatile, sample_im
 
 from imgscan.errors import ConfigError
 from imgscan.model import ScanResult, Status
+from imgscan.report.json_report import write_json
 from imgscan.report.render import json_dict, render
 
 SCHEMA_PATH = Path(__file__).parent.parent / "docs" / "report-schema.json"
@@ -86,3 +87,17 @@ def test_suppressed_findings_are_counted_not_hidden() -> None:
 def test_unknown_format_is_a_usage_error() -> None:
     with pytest.raises(ConfigError, match="unknown report format 'xml'"):
         render(sample_result(), "xml", io.StringIO(), show_secrets=False, color=False)
+
+
+def test_write_json_is_the_same_contract(validator: jsonschema.Draft202012Validator) -> None:
+    """Callers of json_report directly (workflows) get the same, schema-valid report."""
+    r = sample_result()
+    sup = {r.findings[1].fingerprint: "accepted"}
+    buf = io.StringIO()
+    write_json(r, buf, suppressions=sup)
+    data = json.loads(buf.getvalue())
+    validator.validate(data)
+    assert data == json_dict(r, suppressions=sup)
+    plain = io.StringIO()
+    write_json(r, plain)
+    assert json.loads(plain.getvalue())["summary"]["suppressed"] == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any, TextIO
 
 from imgscan import __version__
@@ -12,8 +13,10 @@ from imgscan.model import Finding, ScanResult, Severity, Status
 SCHEMA_VERSION = 1
 
 
-def finding_dict(f: Finding, *, show_secrets: bool = False) -> dict[str, Any]:
-    """One finding as the JSON report shows it."""
+def finding_dict(
+    f: Finding, *, show_secrets: bool = False, suppression: str | None = None
+) -> dict[str, Any]:
+    """One finding as the JSON report shows it; ``suppression`` is the baseline/allowlist reason."""
     d: dict[str, Any] = {
         "fingerprint": f.fingerprint,
         "category": str(f.category),
@@ -34,14 +37,17 @@ def finding_dict(f: Finding, *, show_secrets: bool = False) -> dict[str, Any]:
         "created_by": f.created_by,
         "remediation": f.remediation,
         "note": f.note,
+        "suppressed": suppression is not None,
+        "suppression": suppression,
     }
     if show_secrets and f.secret is not None:
         d["secret"] = f.secret
     return d
 
 
-def summary(result: ScanResult) -> dict[str, Any]:
-    """Counts by severity, state and category."""
+def summary(result: ScanResult, suppressions: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Counts by severity, state and category; suppressed findings are counted, not hidden."""
+    sup = suppressions or {}
     sev = Counter(str(f.severity) for f in result.findings)
     state = Counter(str(f.status) if f.status else "config" for f in result.findings)
     cat = Counter(str(f.category) for f in result.findings)
@@ -53,12 +59,19 @@ def summary(result: ScanResult) -> dict[str, Any]:
             "config": state.get("config", 0),
         },
         "by_category": dict(sorted(cat.items())),
+        "suppressed": sum(1 for f in result.findings if f.fingerprint in sup),
         "unscanned": len(result.unscanned),
     }
 
 
-def to_dict(result: ScanResult, *, show_secrets: bool = False) -> dict[str, Any]:
-    """The whole report as plain data."""
+def to_dict(
+    result: ScanResult,
+    *,
+    show_secrets: bool = False,
+    suppressions: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The whole report as plain data; ``suppressions`` maps fingerprint -> reason."""
+    sup = suppressions or {}
     img = result.image
     return {
         "schema_version": SCHEMA_VERSION,
@@ -81,16 +94,26 @@ def to_dict(result: ScanResult, *, show_secrets: bool = False) -> dict[str, Any]
                 for li in img.layers
             ],
         },
-        "findings": [finding_dict(f, show_secrets=show_secrets) for f in result.findings],
+        "findings": [
+            finding_dict(f, show_secrets=show_secrets, suppression=sup.get(f.fingerprint))
+            for f in result.findings
+        ],
         "unscanned": [
             {"layer": u.layer, "path": u.path, "reason": u.reason} for u in result.unscanned
         ],
-        "summary": summary(result),
+        "summary": summary(result, sup),
         "stats": dict(result.stats),
     }
 
 
-def write_json(result: ScanResult, stream: TextIO, *, show_secrets: bool = False) -> None:
+def write_json(
+    result: ScanResult,
+    stream: TextIO,
+    *,
+    show_secrets: bool = False,
+    suppressions: Mapping[str, str] | None = None,
+) -> None:
     """Write the report as indented JSON with a trailing newline."""
-    json.dump(to_dict(result, show_secrets=show_secrets), stream, indent=2, sort_keys=False)
+    data = to_dict(result, show_secrets=show_secrets, suppressions=suppressions)
+    json.dump(data, stream, indent=2, sort_keys=False)
     stream.write("\n")

@@ -22,16 +22,7 @@ def json_dict(
     suppressions: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The JSON report with ``suppressed``/``suppression`` on each finding and in the summary."""
-    sup = suppressions or {}
-    data = json_report.to_dict(result, show_secrets=show_secrets)
-    n = 0
-    for f in data["findings"]:
-        reason = sup.get(f["fingerprint"])
-        f["suppressed"] = reason is not None
-        f["suppression"] = reason
-        n += reason is not None
-    data["summary"]["suppressed"] = n
-    return data
+    return json_report.to_dict(result, show_secrets=show_secrets, suppressions=suppressions)
 
 
 def render(
