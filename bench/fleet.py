@@ -33,15 +33,25 @@ from tests.infra.registry_fixtures import client  # noqa: E402
 from tests.infra.services import postgres_server, redis_server  # noqa: E402
 
 
-def _config(tmp: Path, host: str, repo: str, executor: str, broker: str = "",
-            cache: str = "") -> Path:
+def _config(
+    tmp: Path, host: str, repo: str, executor: str, broker: str = "", cache: str = ""
+) -> Path:
     tmp.mkdir(parents=True, exist_ok=True)
-    lines = ['state = "state.db"', 'cache = "cache.db"', 'output_dir = "reports"',
-             f'executor = "{executor}"']
+    lines = [
+        'state = "state.db"',
+        'cache = "cache.db"',
+        'output_dir = "reports"',
+        f'executor = "{executor}"',
+    ]
     if executor == "celery":
         lines += ["[celery]", f'broker = "{broker}"', f'cache = "{cache}"', "deadline = 600"]
-    lines += ["[[target]]", f'registry = "{host}"', f'repository = "{repo}"', 'tags = ["v*"]',
-              "insecure = true"]
+    lines += [
+        "[[target]]",
+        f'registry = "{host}"',
+        f'repository = "{repo}"',
+        'tags = ["v*"]',
+        "insecure = true",
+    ]
     path = tmp / "watch.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -73,19 +83,36 @@ def main() -> int:
             with client(server) as c:
                 push_fleet(c, repo, args.tags)
             t0 = time.perf_counter()
-            local = run_watch(load_watch_config(_config(tmp / "local", server.host, repo,
-                                                        "local")))
+            local = run_watch(load_watch_config(_config(tmp / "local", server.host, repo, "local")))
             local_wall = time.perf_counter() - t0
             t0 = time.perf_counter()
-            local2 = run_watch(load_watch_config(_config(tmp / "local", server.host, repo,
-                                                         "local")))
+            local2 = run_watch(
+                load_watch_config(_config(tmp / "local", server.host, repo, "local"))
+            )
             rerun_wall = time.perf_counter() - t0
             for i in range(args.workers):
                 log = open(tmp / f"w{i}.log", "wb")  # noqa: SIM115
-                procs.append(subprocess.Popen(
-                    [sys.executable, "-m", "imgscan.cli", "worker", "--broker", redis.url,
-                     "--cache", pg.url, "--concurrency", "1", "--hostname", f"w{i}@bench"],
-                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+                procs.append(
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            "-m",
+                            "imgscan.cli",
+                            "worker",
+                            "--broker",
+                            redis.url,
+                            "--cache",
+                            pg.url,
+                            "--concurrency",
+                            "1",
+                            "--hostname",
+                            f"w{i}@bench",
+                        ],
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                )
             end = time.monotonic() + 60
             for i in range(args.workers):
                 while b"ready." not in (tmp / f"w{i}.log").read_bytes():
@@ -94,8 +121,9 @@ def main() -> int:
                     time.sleep(0.2)
             from imgscan.workflows.fleet import CeleryExecutor, settings_from
 
-            cfg = load_watch_config(_config(tmp / "celery", server.host, repo, "celery",
-                                            redis.url, pg.url))
+            cfg = load_watch_config(
+                _config(tmp / "celery", server.host, repo, "celery", redis.url, pg.url)
+            )
             executor = CeleryExecutor(settings_from(cfg.celery, str(cfg.cache)))
             prep: list[float] = []
             orig = executor._image_spec
@@ -129,22 +157,34 @@ def main() -> int:
             same = _findings(local) == _findings(celery)
             hits = local.cache_hits
             total = local.cache_hits + local.cache_misses
-            print(json.dumps({
-                "tags": args.tags,
-                "local": {"wall_s": round(local_wall, 2), "layers_scanned": local.layers_scanned,
-                          "cache_hits": hits, "cache_lookups": total,
-                          "hit_rate": round(hits / total, 3) if total else None,
-                          "rerun_wall_s": round(rerun_wall, 2),
-                          "rerun_layers_scanned": local2.layers_scanned},
-                "celery": {"workers": args.workers, "wall_s": round(celery_wall, 2),
-                           "layers_scanned_total": total_scans,
-                           "errors": celery.errors,
-                           "layer_task_seconds_median": _med(seconds),
-                           "hit_task_seconds_median": _med(hit_seconds),
-                           "assemble_seconds_median": _med(assemble),
-                           "prepare_submit_seconds_median": _med(prep)},
-                "findings_identical": same,
-            }, indent=2))
+            print(
+                json.dumps(
+                    {
+                        "tags": args.tags,
+                        "local": {
+                            "wall_s": round(local_wall, 2),
+                            "layers_scanned": local.layers_scanned,
+                            "cache_hits": hits,
+                            "cache_lookups": total,
+                            "hit_rate": round(hits / total, 3) if total else None,
+                            "rerun_wall_s": round(rerun_wall, 2),
+                            "rerun_layers_scanned": local2.layers_scanned,
+                        },
+                        "celery": {
+                            "workers": args.workers,
+                            "wall_s": round(celery_wall, 2),
+                            "layers_scanned_total": total_scans,
+                            "errors": celery.errors,
+                            "layer_task_seconds_median": _med(seconds),
+                            "hit_task_seconds_median": _med(hit_seconds),
+                            "assemble_seconds_median": _med(assemble),
+                            "prepare_submit_seconds_median": _med(prep),
+                        },
+                        "findings_identical": same,
+                    },
+                    indent=2,
+                )
+            )
             return 0 if same and not celery.errors else 1
     finally:
         for p in procs:

@@ -123,6 +123,32 @@ def common_options(f: Callable[..., Any]) -> Callable[..., Any]:
         help="Force where IMAGE comes from.",
     )(f)
     f = click.option(
+        "--insecure",
+        is_flag=True,
+        help="Registry: allow plain HTTP / unverified TLS (localhost registries).",
+    )(f)
+    f = click.option(
+        "--ca-cert",
+        default=None,
+        metavar="FILE",
+        help="Registry: CA bundle that signed the registry's TLS certificate.",
+    )(f)
+    f = click.option(
+        "--username",
+        default=None,
+        help="Registry user; the password is read from --password-stdin.",
+    )(f)
+    f = click.option(
+        "--password-stdin", is_flag=True, help="Registry: read the password from standard input."
+    )(f)
+    f = click.option(
+        "--all",
+        "include_package_files",
+        is_flag=True,
+        help="Report vendor (package-owned, unmodified) files at full severity "
+        "and run every detector in vendor trees too.",
+    )(f)
+    f = click.option(
         "--max-layer-size",
         default=None,
         metavar="SIZE",
@@ -161,9 +187,21 @@ def _scan_options(
     max_file_size: str | None,
     jobs: int = 0,
     cache_path: str | None = None,
+    insecure: bool = False,
+    ca_cert: str | None = None,
+    username: str | None = None,
+    password_stdin: bool = False,
     **extra: Any,
 ) -> Any:
     from imgscan.scan import ScanOptions
+
+    creds = None
+    if username or password_stdin:
+        from imgscan.sources.auth import explicit_credentials
+
+        password = sys.stdin.readline() if password_stdin else None
+        creds = explicit_credentials(username, password)
+    extra.setdefault("registry", {"creds": creds, "insecure": insecure, "ca_cert": ca_cert})
 
     limits = WalkLimits()
     if (v := _size_arg(max_layer_size)) is not None:

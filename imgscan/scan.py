@@ -10,7 +10,6 @@ is what lets them be cached by diff_id and scanned in parallel.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import json
 import multiprocessing
@@ -302,12 +301,15 @@ def apply_ownership(
             # from a package-owned source, so it carries what that source carries.
             src = db.owner_info(source)
             assert src is not None
-            note = (f"bytecode compiled from {source} of {src.manager} package {src.package}")
+            note = f"bytecode compiled from {source} of {src.manager} package {src.package}"
             if include_package_files:
                 out.append(dataclasses.replace(f, note=note))
             else:
-                out.append(dataclasses.replace(
-                    f, severity=Severity.INFO, note=f"{note}; {f.severity} with --all"))
+                out.append(
+                    dataclasses.replace(
+                        f, severity=Severity.INFO, note=f"{note}; {f.severity} with --all"
+                    )
+                )
             continue
         if owner is None or digests is None:
             out.append(f)
@@ -315,16 +317,23 @@ def apply_ownership(
         md5, sha1, sha256 = digests
         verdict = db.verdict(outer, md5, sha256, sha1)
         if verdict == "unmodified":
-            note = (f"unmodified file of {owner.manager} package {owner.package} "
-                    f"({owner.algo} matches); shipped by the vendor, not by this image's author")
+            note = (
+                f"unmodified file of {owner.manager} package {owner.package} "
+                f"({owner.algo} matches); shipped by the vendor, not by this image's author"
+            )
             if include_package_files:
                 out.append(dataclasses.replace(f, note=note))
             else:
-                out.append(dataclasses.replace(
-                    f, severity=Severity.INFO, note=f"{note}; {f.severity} with --all"))
+                out.append(
+                    dataclasses.replace(
+                        f, severity=Severity.INFO, note=f"{note}; {f.severity} with --all"
+                    )
+                )
         elif verdict == "modified":
-            note = (f"file of {owner.manager} package {owner.package} changed after "
-                    f"installation ({owner.algo} differs)")
+            note = (
+                f"file of {owner.manager} package {owner.package} changed after "
+                f"installation ({owner.algo} differs)"
+            )
             out.append(dataclasses.replace(f, severity=_RAISED[f.severity], note=note))
         else:
             out.append(f)
@@ -367,7 +376,9 @@ def merge_same_secret(findings: Iterable[Finding]) -> list[Finding]:
         key = (f.layer, f.path, f.line, f.location, f.secret_sha256)
         cur = best.get(key)
         if cur is None or (_specificity(f.rule), -f.severity.rank, f.rule) < (
-            _specificity(cur.rule), -cur.severity.rank, cur.rule
+            _specificity(cur.rule),
+            -cur.severity.rank,
+            cur.rule,
         ):
             best[key] = f
     return rest + list(best.values())
@@ -439,8 +450,7 @@ def assemble(
                     f"analyzer failed: {type(exc).__name__}: {exc}",
                 )
             )
-    findings = apply_ownership(findings, layers, files,
-                               include_package_files=include_package_files)
+    findings = apply_ownership(findings, layers, files, include_package_files=include_package_files)
     final = finalize(info, merge_same_secret(findings), overlay)
     hidden = overlay.hidden_bytes()
     stats = {
@@ -621,8 +631,14 @@ def scan_opened(
         if pool is not None:
             pool.close()
     ordered = [results[b.index] for b in image.blobs]
-    result = assemble(image.info, ordered, det, reference=reference, started=started,
-                      include_package_files=options.include_package_files)
+    result = assemble(
+        image.info,
+        ordered,
+        det,
+        reference=reference,
+        started=started,
+        include_package_files=options.include_package_files,
+    )
     extra = {
         "layers_scanned": len(todo),
         "cache_hits": cache.hits if cache else 0,

@@ -481,15 +481,16 @@ def test_docs_links_point_at_files_that_exist() -> None:
             assert (doc.parent / target).exists(), f"{_rel(doc)}: broken link {target}"
 
 
-def test_scaling_placeholders_live_only_in_the_figures_table() -> None:
+def test_scaling_figures_are_filled_in() -> None:
+    """The paper estimate's inputs are measured figures, not placeholders."""
     text = (ROOT / "docs" / "scaling.md").read_text()
     table = text.split("### Figures", 1)[1].split("\n### ", 1)[0]
-    placeholders = re.findall(r"\{\{[A-Z0-9_]+\}\}", text)
-    assert "{{PER_LAYER_SECONDS}}" in placeholders and "{{HIT_RATE}}" in placeholders
-    assert len(re.findall(r"\{\{[A-Z0-9_]+\}\}", table)) == len(placeholders)
-    for line in table.splitlines():
-        if "{{" in line:
-            assert line.startswith("|"), line
+    assert not re.findall(r"\{\{[A-Z0-9_]+\}\}", text)
+    rows = [ln for ln in table.splitlines() if ln.startswith("| ") and "---" not in ln]
+    assert len(rows) >= 15  # header + every input and result
+    for row in rows[1:]:
+        value = row.split("|")[2].strip()
+        assert re.search(r"\d", value), row
 
 
 # ---------------------------------------------------------------- Dockerfile

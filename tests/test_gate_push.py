@@ -136,10 +136,10 @@ def test_gate_pushes_through_the_engine_only_when_clean(
 ) -> None:
     """Local engine image -> gate -> ``docker push`` by image ID; a leaky one is not pushed."""
     sdk = dockerd.client()
-    clean = build(load_spec(_spec(tmp_path, "clean", CLEAN)), "docker-legacy",
-                  tmp_path / "clean.tar")
-    leaky = build(load_spec(SPECS / "whiteout-key.toml"), "docker-legacy",
-                  tmp_path / "leaky.tar")
+    clean = build(
+        load_spec(_spec(tmp_path, "clean", CLEAN)), "docker-legacy", tmp_path / "clean.tar"
+    )
+    leaky = build(load_spec(SPECS / "whiteout-key.toml"), "docker-legacy", tmp_path / "leaky.tar")
     for path in (clean, leaky):
         with open(path, "rb") as f:
             sdk.images.load(f.read())

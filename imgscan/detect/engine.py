@@ -218,8 +218,14 @@ VENDOR_PREFIXES = (
     "/usr/local/lib/",
     "/opt/conda/pkgs/",
 )
-VENDOR_PARTS = ("/site-packages/", "/dist-packages/", "/node_modules/", "/vendor/bundle/",
-                "/.cargo/registry/", "/go/pkg/mod/")
+VENDOR_PARTS = (
+    "/site-packages/",
+    "/dist-packages/",
+    "/node_modules/",
+    "/vendor/bundle/",
+    "/.cargo/registry/",
+    "/go/pkg/mod/",
+)
 
 
 def is_vendor_path(path: str) -> bool:
