@@ -104,7 +104,7 @@ def build_rootfs(work: Path) -> tuple[Path, str]:
     mirror = debian_mirror()
     origin = ""
     if mirror and shutil.which("debootstrap"):
-        log(f"debootstrap --variant=minbase {SUITE} from {mirror} ...")
+        log(f"debootstrap --variant=minbase {SUITE} from the apt mirror ...")
         t0 = time.monotonic()
         proc = subprocess.run(
             ["debootstrap", "--variant=minbase", SUITE, str(root), mirror],
@@ -112,7 +112,7 @@ def build_rootfs(work: Path) -> tuple[Path, str]:
             text=True,
         )
         if proc.returncode == 0:
-            origin = f"debootstrap --variant=minbase {SUITE} {mirror}"
+            origin = f"debootstrap --variant=minbase {SUITE} (the Debian mirror in apt sources)"
             log(f"debootstrap done in {time.monotonic() - t0:.1f}s")
         else:
             log("debootstrap failed: " + (proc.stderr or proc.stdout).strip()[-400:])

@@ -8,6 +8,7 @@ import random
 import shutil
 import string
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -373,10 +374,25 @@ def test_real_pkcs12_is_recognised(tmp_path: Path) -> None:
     assert [h.rule for h in _scan("/app/s.p12", blob)] == ["credfile-pkcs12"]
 
 
-@pytest.mark.skipif(shutil.which("gpg") is None, reason="gpg not installed")
-def test_real_gnupg_private_key_files(tmp_path: Path) -> None:
+@pytest.fixture
+def gnupg_home(tmp_path: Path) -> Iterator[Path]:
+    """A private GnuPG home; its gpg-agent is stopped afterwards, never left running."""
     home = tmp_path / "gnupg"
     home.mkdir(mode=0o700)
+    try:
+        yield home
+    finally:
+        subprocess.run(
+            ["gpgconf", "--homedir", str(home), "--kill", "all"],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+
+
+@pytest.mark.skipif(shutil.which("gpg") is None, reason="gpg not installed")
+def test_real_gnupg_private_key_files(gnupg_home: Path) -> None:
+    home = gnupg_home
     subprocess.run(
         [
             "gpg",
