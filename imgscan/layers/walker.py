@@ -156,6 +156,8 @@ class LayerWalker:
             inner = zstd_reader(cast(BinaryIO, buffered))
         elif comp == "none":
             inner = cast(BinaryIO, buffered)
+            # Stored bytes == tar bytes: one sha256 serves as blob digest and diff_id.
+            outer.hashing = algo != "sha256"
         else:
             raise LayerError(f"{what}: unsupported layer compression {comp}")
         plain = HashingReader(inner, limit=self.limits.max_layer_bytes, what=what)
@@ -179,10 +181,11 @@ class LayerWalker:
             raise LayerError(f"{what}: corrupt tar stream ({exc})") from None
         self.stats.uncompressed_bytes = plain.count
         self.stats.compressed_bytes = outer.count
-        if self.blob.digest and outer.digest() != self.blob.digest:
+        stored = outer.digest() if outer.hashing else plain.digest()
+        if self.blob.digest and stored != self.blob.digest:
             raise LayerError(
                 f"{what}: blob digest mismatch (manifest says {self.blob.digest}, "
-                f"content is {outer.digest()})"
+                f"content is {stored})"
             )
         if self.blob.diff_id and plain.digest() != self.blob.diff_id:
             raise LayerError(
