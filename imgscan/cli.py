@@ -51,6 +51,7 @@ class _Progress:
 
 
 def _die(exc: ImgscanError) -> None:
+    """Print ``imgscan: error: <first line>`` and exit with the error's code."""
     msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     click.echo(f"imgscan: error: {msg}", err=True)
     sys.exit(exc.exit_code)
@@ -772,10 +773,95 @@ def rules_test(file: str) -> None:
     sys.exit(EXIT_POLICY if failed else EXIT_OK)
 
 
-def _add_workflow_commands() -> None:
-    from imgscan.workflows.commands import gate, watch, worker
+@main.command()
+@click.argument("image")
+@common_options
+@report_options
+@click.option(
+    "--push",
+    "push_to",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[DEST]",
+    help="Push the image to DEST (default: its own name) only if the policy passes.",
+)
+def gate(
+    image: str,
+    push_to: str | None,
+    fmt: str,
+    output: str | None,
+    show_secrets: bool,
+    fail_on: str | None,
+    fail_on_state: str | None,
+    category: str | None,
+    baseline: str | None,
+    config_path: str | None,
+    quiet: bool,
+    **kw: Any,
+) -> None:
+    """Scan IMAGE and fail (exit 1) on policy; with --push, push it only when it passes.
 
-    main.add_command(gate)
+    The verdict is printed even with --quiet. Exit 0 passed (and pushed), 1 policy
+    failed (nothing pushed), 2 usage error, 3 scan or push error.
+    """
+    from imgscan.config import apply_config, collect_suppressions, load_config, load_suppressions
+    from imgscan.report.render import render
+    from imgscan.workflows.prepush import gate_image
+
+    progress = _Progress(not quiet)
+    with _errors():
+        cfg = load_config(config_path).with_overrides(
+            fail_on=fail_on, fail_on_state=fail_on_state, categories=category, baseline=baseline
+        )
+        base, warnings = load_suppressions(cfg)
+        if not quiet:
+            for line in warnings:
+                click.echo(f"imgscan: warning: {line}", err=True)
+        _check_output(output)
+        opts = _scan_options(show_secrets=show_secrets, rule_dirs=cfg.rule_dirs, **kw)
+
+        def log(msg: str) -> None:
+            if not quiet:
+                click.echo(msg, err=True)
+
+        try:
+            run = gate_image(
+                image,
+                opts,
+                cfg.policy,
+                suppressions_for=lambda r: collect_suppressions(r, cfg, base),
+                postprocess=lambda r: apply_config(r, cfg),
+                push_to=push_to,
+                progress=progress,
+                log=log,
+            )
+        finally:
+            progress.done()
+        catalog = _rule_catalog(cfg) if fmt == "sarif" else ()
+        with _out(output) as stream, _pipe_safe():
+            render(
+                run.result,
+                fmt,
+                stream,
+                show_secrets=show_secrets,
+                color=fmt == "table" and _color_for(stream),
+                suppressions=run.suppressions,
+                catalog=catalog,
+            )
+    for reason in run.outcome.reasons:
+        click.echo(reason, err=True)
+    if run.outcome.passed and run.pushed_to:
+        digest = f" ({run.pushed_digest})" if run.pushed_digest else ""
+        click.echo(f"pushed {image} to {run.pushed_to}{digest}", err=True)
+    elif not run.outcome.passed and push_to is not None:
+        click.echo("nothing pushed: the policy failed", err=True)
+    sys.exit(run.outcome.exit_code)
+
+
+def _add_workflow_commands() -> None:
+    from imgscan.workflows.commands import watch, worker
+
     main.add_command(watch)
     main.add_command(worker)
 

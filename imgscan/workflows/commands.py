@@ -1,8 +1,10 @@
-"""Click commands for the workflows: ``watch`` (scheduled scans) and ``worker`` (Celery)."""
+"""Click commands for the workflows: ``watch`` (scheduled scans) and ``worker`` (Celery).
+
+The pre-push ``gate`` lives in ``imgscan.cli`` beside ``scan``, whose options it shares.
+"""
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
@@ -12,9 +14,9 @@ from imgscan.errors import ImgscanError
 
 
 def _fail(exc: ImgscanError) -> None:
-    msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    click.echo(f"imgscan: error: {msg}", err=True)
-    sys.exit(exc.exit_code)
+    from imgscan.cli import _die
+
+    _die(exc)
 
 
 @click.command()
@@ -130,162 +132,3 @@ def worker(
         rate_per_second=rate_per_second,
     )
     run_worker(settings, concurrency=concurrency, hostname=hostname, loglevel=loglevel)
-
-
-@click.command()
-@click.argument("image")
-@click.option(
-    "--push",
-    "push_to",
-    is_flag=False,
-    flag_value="",
-    default=None,
-    metavar="[DEST]",
-    help="Push the image to DEST (default: its own name) only if the policy passes.",
-)
-@click.option("--fail-on", default=None, help="Severity at which the gate fails (default high).")
-@click.option(
-    "--fail-on-state",
-    default=None,
-    help="States that fail: present,deleted,overwritten (default all).",
-)
-@click.option("--category", default=None, help="Categories that fail: secret,config,file.")
-@click.option(
-    "--baseline",
-    "baseline_path",
-    default=None,
-    metavar="FILE",
-    help="Accepted findings; only new ones fail.",
-)
-@click.option(
-    "--config",
-    "config_path",
-    default=None,
-    metavar="FILE",
-    help=".imgscan.toml (default: found in the current directory).",
-)
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json", "sarif"]),
-    default="table",
-    show_default=True,
-)
-@click.option("--output", "-o", default=None, help="Write the report to FILE.")
-@click.option("--platform", default="linux/amd64", show_default=True)
-@click.option("--docker-host", envvar="DOCKER_HOST", default=None)
-@click.option(
-    "--source",
-    "source_kind",
-    type=click.Choice(["archive", "oci", "engine", "registry"]),
-    default=None,
-)
-@click.option("--insecure", is_flag=True, help="Allow plain-http/unverified TLS registries.")
-@click.option("--ca-cert", default=None, help="CA bundle for the registry's TLS certificate.")
-@click.option("--username", default=None, help="Registry user (password from --password-stdin).")
-@click.option("--password-stdin", is_flag=True, help="Read the registry password from stdin.")
-@click.option("--quiet", "-q", is_flag=True)
-def gate(
-    image: str,
-    push_to: str | None,
-    fail_on: str | None,
-    fail_on_state: str | None,
-    category: str | None,
-    baseline_path: str | None,
-    config_path: str | None,
-    fmt: str,
-    output: str | None,
-    platform: str,
-    docker_host: str | None,
-    source_kind: str | None,
-    insecure: bool,
-    ca_cert: str | None,
-    username: str | None,
-    password_stdin: bool,
-    quiet: bool,
-) -> None:
-    """Scan IMAGE and fail (exit 1) on policy; with --push, push it only when it passes.
-
-    Exit 0 passed (and pushed), 1 policy failed (nothing pushed), 2 usage error,
-    3 scan or push error.
-    """
-    import dataclasses
-
-    from imgscan.config import allowlist_suppressions, apply_config, load_config
-    from imgscan.findings.baseline import load_baseline
-    from imgscan.gate import parse_categories, parse_severity, parse_states
-    from imgscan.report.render import render
-    from imgscan.scan import ScanOptions
-    from imgscan.sources.base import SourceOptions
-    from imgscan.workflows.prepush import gate_image
-
-    def log(msg: str) -> None:
-        if not quiet:
-            click.echo(msg, err=True)
-
-    try:
-        cfg = load_config(config_path)
-        policy = cfg.policy
-        if fail_on is not None:
-            policy = dataclasses.replace(policy, fail_on=parse_severity(fail_on, "--fail-on"))
-        if fail_on_state is not None:
-            policy = dataclasses.replace(
-                policy, fail_on_state=parse_states(fail_on_state, "--fail-on-state")
-            )
-        if category is not None:
-            policy = dataclasses.replace(
-                policy, categories=parse_categories(category, "--category")
-            )
-        base = baseline_path or cfg.baseline
-        suppressions = load_baseline(base).suppressions() if base else {}
-        creds = None
-        if username or password_stdin:
-            from imgscan.sources.auth import explicit_credentials
-
-            password = sys.stdin.readline() if password_stdin else None
-            creds = explicit_credentials(username, password)
-        registry = {"creds": creds, "insecure": insecure, "ca_cert": ca_cert}
-        opts = ScanOptions(
-            source=SourceOptions(platform=platform, docker_host=docker_host),
-            source_kind=source_kind,
-            rule_dirs=tuple(cfg.rule_dirs),
-            disabled_rules=tuple(sorted(cfg.disabled_rules)),
-            registry=registry,
-        )
-        run = gate_image(
-            image,
-            opts,
-            policy,
-            suppressions=suppressions,
-            suppressions_for=lambda r: allowlist_suppressions(r, cfg),
-            postprocess=lambda r: apply_config(r, cfg),
-            push_to=push_to,
-            registry=registry,
-            log=log,
-        )
-        stream = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
-        try:
-            render(
-                run.result,
-                fmt,
-                stream,
-                suppressions=run.suppressions,
-                color=stream.isatty() and not os.environ.get("NO_COLOR"),
-            )
-        finally:
-            if output:
-                stream.close()
-    except ImgscanError as exc:
-        _fail(exc)
-        return
-    for reason in run.outcome.reasons:
-        click.echo(reason, err=True)
-    if run.outcome.passed and run.pushed_to:
-        click.echo(
-            f"pushed {image} to {run.pushed_to}"
-            + (f" ({run.pushed_digest})" if run.pushed_digest else ""),
-            err=True,
-        )
-    elif not run.outcome.passed and push_to is not None:
-        click.echo("nothing pushed: the policy failed", err=True)
-    sys.exit(run.outcome.exit_code)

@@ -33,10 +33,8 @@ def gate_image(
     options: Any,
     policy: Policy,
     *,
-    suppressions: Mapping[str, str] | None = None,
     suppressions_for: Callable[[ScanResult], Mapping[str, str]] | None = None,
     push_to: str | None = None,
-    registry: Mapping[str, Any] | None = None,
     progress: Any = None,
     log: Callable[[str], None] | None = None,
     postprocess: Callable[[ScanResult], ScanResult] | None = None,
@@ -51,9 +49,7 @@ def gate_image(
         result = scan_opened(image, options, progress, reference=reference)
         if postprocess is not None:
             result = postprocess(result)
-        sup = dict(suppressions or {})
-        if suppressions_for is not None:
-            sup.update(suppressions_for(result))
+        sup = dict(suppressions_for(result)) if suppressions_for is not None else {}
         outcome = evaluate(result, policy, sup)
         if not outcome.passed or push_to is None:
             return GateRun(result, outcome, suppressions=sup)
@@ -69,7 +65,7 @@ def gate_image(
         elif kind in ("docker-archive", "oci-layout"):
             from imgscan.sources.push import push_image
 
-            reg = dict(registry or {})
+            reg = dict(options.registry or {})
             say(f"policy passed; pushing {reference} to {push_to}")
             digest = push_image(
                 image,
