@@ -156,6 +156,10 @@ class VerdictCache(Protocol):
     hits: int
     misses: int
 
+    def has(self, key: str) -> bool:
+        """Whether a complete entry exists for ``key``."""
+        ...
+
     def get(self, key: str, index: int) -> Any | None:
         """The cached LayerResult at ``index``, or None."""
         ...
@@ -190,14 +194,61 @@ def open_cache(url: str) -> VerdictCache:
     return SqliteCache(Path(url))
 
 
+class _SqlCache:
+    """Reads shared by the SQL backends; each supplies its connection and placeholder."""
+
+    hits: int
+    misses: int
+    _p: str  # the DB-API parameter placeholder: "?" or "%s"
+
+    def _conn(self) -> Any:
+        raise NotImplementedError
+
+    def _one(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
+        return self._conn().execute(sql.replace("?", self._p), args).fetchone()
+
+    def has(self, key: str) -> bool:
+        """Whether a complete entry exists (no decoding, not counted as a hit or miss)."""
+        return (
+            self._one("SELECT 1 FROM layer_results WHERE key = ? AND complete = ?", (key, True))
+            is not None
+        )
+
+    def get(self, key: str, index: int) -> Any | None:
+        """The cached LayerResult at ``index``, or None (a corrupt row counts as a miss)."""
+        row = self._one(
+            "SELECT payload FROM layer_results WHERE key = ? AND complete = ?", (key, True)
+        )
+        if row is None:
+            self.misses += 1
+            return None
+        try:
+            lr = decode_layer_result(bytes(row[0]), index)
+        except (ValueError, KeyError, TypeError, zlib.error):
+            self.misses += 1
+            return None
+        self.hits += 1
+        return lr
+
+    def scan_count(self, key: str) -> int:
+        """Real scans recorded for ``key``."""
+        row = self._one("SELECT scans FROM scan_counts WHERE key = ?", (key,))
+        return int(row[0]) if row else 0
+
+    def total_scans(self) -> int:
+        """Real layer scans recorded in this cache, all keys."""
+        return int(self._one("SELECT COALESCE(SUM(scans), 0) FROM scan_counts")[0])
+
+
 @dataclass
-class SqliteCache:
+class SqliteCache(_SqlCache):
     """The embedded default: one SQLite file, safe for several processes."""
 
     path: Path
     hits: int = 0
     misses: int = 0
     _db: sqlite3.Connection | None = field(default=None, repr=False)
+    _p: str = "?"
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
@@ -229,24 +280,6 @@ class SqliteCache:
                     raise
             self._db = db
         return self._db
-
-    def get(self, key: str, index: int) -> Any | None:
-        """The cached LayerResult at ``index``, or None (a corrupt row counts as a miss)."""
-        row = (
-            self._conn()
-            .execute("SELECT payload FROM layer_results WHERE key = ? AND complete = 1", (key,))
-            .fetchone()
-        )
-        if row is None:
-            self.misses += 1
-            return None
-        try:
-            lr = decode_layer_result(row[0], index)
-        except (ValueError, KeyError, TypeError, zlib.error):
-            self.misses += 1
-            return None
-        self.hits += 1
-        return lr
 
     def put(self, key: str, layer_id: str, result: Any) -> None:
         """Store a LayerResult atomically (the first complete write wins)."""
@@ -293,16 +326,6 @@ class SqliteCache:
         """Drop our claim."""
         self._conn().execute("DELETE FROM layer_claims WHERE key = ? AND owner = ?", (key, owner))
 
-    def scan_count(self, key: str) -> int:
-        """Real scans recorded for ``key``."""
-        row = self._conn().execute("SELECT scans FROM scan_counts WHERE key = ?", (key,)).fetchone()
-        return int(row[0]) if row else 0
-
-    def total_scans(self) -> int:
-        """Real layer scans recorded in this cache, all keys."""
-        row = self._conn().execute("SELECT COALESCE(SUM(scans), 0) FROM scan_counts").fetchone()
-        return int(row[0])
-
     def close(self) -> None:
         """Close the database."""
         if self._db is not None:
@@ -344,13 +367,14 @@ PG_MIGRATIONS: tuple[tuple[int, str], ...] = (
 _PG_LOCK = 0x1A65CA4  # advisory lock id serialising migrations
 
 
-class PostgresCache:
+class PostgresCache(_SqlCache):
     """A verdict cache shared by every worker of a fleet (psycopg 3)."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.hits = 0
         self.misses = 0
+        self._p = "%s"
         self._conn_obj: Any = None
 
     def _conn(self) -> Any:
@@ -388,24 +412,6 @@ class PostgresCache:
                     "INSERT INTO schema_migrations VALUES (%s, %s)", (version, time.time())
                 )
 
-    def get(self, key: str, index: int) -> Any | None:
-        """The cached LayerResult at ``index``, or None."""
-        row = (
-            self._conn()
-            .execute("SELECT payload FROM layer_results WHERE key = %s AND complete", (key,))
-            .fetchone()
-        )
-        if row is None:
-            self.misses += 1
-            return None
-        try:
-            lr = decode_layer_result(bytes(row[0]), index)
-        except (ValueError, KeyError, TypeError, zlib.error):
-            self.misses += 1
-            return None
-        self.hits += 1
-        return lr
-
     def put(self, key: str, layer_id: str, result: Any) -> None:
         """Store a complete LayerResult in one transaction (first write wins)."""
         payload = encode_layer_result(result)
@@ -442,18 +448,6 @@ class PostgresCache:
     def release(self, key: str, owner: str) -> None:
         """Drop our claim."""
         self._conn().execute("DELETE FROM layer_claims WHERE key = %s AND owner = %s", (key, owner))
-
-    def scan_count(self, key: str) -> int:
-        """Real scans recorded for ``key``."""
-        row = (
-            self._conn().execute("SELECT scans FROM scan_counts WHERE key = %s", (key,)).fetchone()
-        )
-        return int(row[0]) if row else 0
-
-    def total_scans(self) -> int:
-        """Real layer scans recorded in this cache, all keys."""
-        row = self._conn().execute("SELECT COALESCE(SUM(scans), 0) FROM scan_counts").fetchone()
-        return int(row[0])
 
     def close(self) -> None:
         """Close the connection."""

@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from imgscan.config import check_keys
 from imgscan.errors import ConfigError, ImgscanError, SourceError
 from imgscan.model import ScanResult
 
@@ -59,9 +60,7 @@ def settings_from(cfg: Mapping[str, Any], cache: str) -> FleetSettings:
         "deadline",
         "queue",
     }
-    unknown = sorted(set(cfg) - allowed)
-    if unknown:
-        raise ConfigError(f"[celery]: unknown key {unknown[0]!r}")
+    check_keys(cfg, allowed, "[celery]")
     broker = cfg.get("broker") or os.environ.get("IMGSCAN_BROKER_URL")
     backend = cfg.get("backend") or os.environ.get("IMGSCAN_RESULT_BACKEND") or broker
     if not broker:
@@ -192,14 +191,14 @@ def make_app(settings: FleetSettings) -> Any:
 
         c = cache()
         key = spec["key"]
-        if c.get(key, 0) is not None:
+        if c.has(key):
             return {"key": key, "scanned": False}
         owner = f"{socket.gethostname()}:{os.getpid()}:{self.request.id}"
         if not c.claim(key, owner, settings.claim_ttl):
             # Someone else is scanning it: come back when it is (probably) done.
             raise self.retry(countdown=1.0)
         try:
-            if c.get(key, 0) is not None:  # finished between our check and our claim
+            if c.has(key):  # finished between our check and our claim
                 return {"key": key, "scanned": False}
             ref = parse_reference(spec["repo_ref"], default_tag=None)
             limiter().acquire(ref.registry)
