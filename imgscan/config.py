@@ -132,7 +132,8 @@ def _str_list(value: object, what: str) -> list[str]:
     return list(value)
 
 
-def _check_keys(table: Mapping[str, Any], allowed: Iterable[str], what: str) -> None:
+def check_keys(table: Mapping[str, Any], allowed: Iterable[str], what: str) -> None:
+    """Raise a ConfigError naming the first key of ``table`` that is not ``allowed``."""
     unknown = sorted(set(table) - set(allowed))
     if unknown:
         choices = ", ".join(sorted(allowed))
@@ -146,7 +147,7 @@ def _table(value: object, what: str) -> Mapping[str, Any]:
 
 
 def _policy(table: Mapping[str, Any], what: str) -> Policy:
-    _check_keys(table, ("fail_on", "fail_on_state", "categories"), what)
+    check_keys(table, ("fail_on", "fail_on_state", "categories"), what)
     pol = Policy()
     if "fail_on" in table:
         pol = dataclasses.replace(
@@ -172,7 +173,7 @@ def _allow(items: object, what: str) -> tuple[PathAllow, ...]:
     for i, item in enumerate(items):
         w = f"{what}[{i}]"
         t = _table(item, w)
-        _check_keys(t, ("path", "reason", "rules"), w)
+        check_keys(t, ("path", "reason", "rules"), w)
         path, reason = t.get("path"), t.get("reason")
         if not isinstance(path, str) or not path.strip():
             raise ConfigError(f"{w}: 'path' must be a non-empty glob string")
@@ -188,7 +189,7 @@ def _allow(items: object, what: str) -> tuple[PathAllow, ...]:
 def config_from_mapping(data: Mapping[str, Any], source: str, base_dir: Path) -> Config:
     """Validate a parsed config table; errors name ``source`` and the key."""
     keys = ("policy", "baseline", "rule_dirs", "disabled_rules", "severity", "allow")
-    _check_keys(data, keys, source)
+    check_keys(data, keys, source)
     cfg = Config(source=source)
     if "policy" in data:
         cfg = dataclasses.replace(

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from imgscan import __version__
+from imgscan.config import check_keys
 from imgscan.errors import ConfigError, ImgscanError
 from imgscan.gate import Policy, evaluate, parse_categories, parse_severity, parse_states
 from imgscan.model import ScanResult
@@ -83,14 +84,6 @@ class WatchConfig:
     celery: Mapping[str, Any] = field(default_factory=dict)
 
 
-def _check(table: Mapping[str, Any], allowed: set[str], what: str) -> None:
-    unknown = sorted(set(table) - allowed)
-    if unknown:
-        raise ConfigError(
-            f"{what}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})"
-        )
-
-
 def _str(v: Any, what: str) -> str:
     if not isinstance(v, str) or not v:
         raise ConfigError(f"{what}: expected a non-empty string")
@@ -106,7 +99,7 @@ def load_watch_config(path: str | os.PathLike[str]) -> WatchConfig:
         raise ConfigError(f"{p}: no such watch config") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{p}: invalid TOML ({exc})") from None
-    _check(data, _TOP_KEYS, str(p))
+    check_keys(data, _TOP_KEYS, str(p))
     base = p.parent
     targets = []
     raw_targets = data.get("target")
@@ -116,7 +109,7 @@ def load_watch_config(path: str | os.PathLike[str]) -> WatchConfig:
         what = f"{p}: target[{i}]"
         if not isinstance(t, dict):
             raise ConfigError(f"{what}: must be a table")
-        _check(t, _TARGET_KEYS, what)
+        check_keys(t, _TARGET_KEYS, what)
         tags = t.get("tags", ["*"] if "tag_regex" not in t else [])
         if isinstance(tags, str):
             tags = [tags]
@@ -145,7 +138,7 @@ def load_watch_config(path: str | os.PathLike[str]) -> WatchConfig:
     pol = data.get("policy", {})
     if not isinstance(pol, dict):
         raise ConfigError(f"{p}: [policy] must be a table")
-    _check(pol, _POLICY_KEYS, f"{p}: policy")
+    check_keys(pol, _POLICY_KEYS, f"{p}: policy")
     policy = Policy(
         fail_on=parse_severity(pol.get("fail_on", "high"), "policy.fail_on"),
         fail_on_state=parse_states(
