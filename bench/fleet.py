@@ -27,34 +27,10 @@ sys.path.insert(0, str(ROOT))
 
 from imgscan.workflows.cache import open_cache  # noqa: E402
 from imgscan.workflows.watch import load_watch_config, run_watch  # noqa: E402
-from tests.infra.fleetdata import push_fleet  # noqa: E402
+from tests.infra.fleetdata import push_fleet, watch_config  # noqa: E402
 from tests.infra.registry import RegistryServer  # noqa: E402
 from tests.infra.registry_fixtures import client  # noqa: E402
 from tests.infra.services import postgres_server, redis_server  # noqa: E402
-
-
-def _config(
-    tmp: Path, host: str, repo: str, executor: str, broker: str = "", cache: str = ""
-) -> Path:
-    tmp.mkdir(parents=True, exist_ok=True)
-    lines = [
-        'state = "state.db"',
-        'cache = "cache.db"',
-        'output_dir = "reports"',
-        f'executor = "{executor}"',
-    ]
-    if executor == "celery":
-        lines += ["[celery]", f'broker = "{broker}"', f'cache = "{cache}"', "deadline = 600"]
-    lines += [
-        "[[target]]",
-        f'registry = "{host}"',
-        f'repository = "{repo}"',
-        'tags = ["v*"]',
-        "insecure = true",
-    ]
-    path = tmp / "watch.toml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 def _findings(report: object) -> dict[str, list[str]]:
@@ -83,12 +59,10 @@ def main() -> int:
             with client(server) as c:
                 push_fleet(c, repo, args.tags)
             t0 = time.perf_counter()
-            local = run_watch(load_watch_config(_config(tmp / "local", server.host, repo, "local")))
+            local = run_watch(load_watch_config(watch_config(tmp / "local", server.host, repo)))
             local_wall = time.perf_counter() - t0
             t0 = time.perf_counter()
-            local2 = run_watch(
-                load_watch_config(_config(tmp / "local", server.host, repo, "local"))
-            )
+            local2 = run_watch(load_watch_config(watch_config(tmp / "local", server.host, repo)))
             rerun_wall = time.perf_counter() - t0
             for i in range(args.workers):
                 log = open(tmp / f"w{i}.log", "wb")  # noqa: SIM115
@@ -122,7 +96,15 @@ def main() -> int:
             from imgscan.workflows.fleet import CeleryExecutor, settings_from
 
             cfg = load_watch_config(
-                _config(tmp / "celery", server.host, repo, "celery", redis.url, pg.url)
+                watch_config(
+                    tmp / "celery",
+                    server.host,
+                    repo,
+                    executor="celery",
+                    broker=redis.url,
+                    cache_url=pg.url,
+                    deadline=600,
+                )
             )
             executor = CeleryExecutor(settings_from(cfg.celery, str(cfg.cache)))
             prep: list[float] = []

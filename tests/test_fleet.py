@@ -16,7 +16,7 @@ import pytest
 from imgscan.workflows.cache import open_cache
 from imgscan.workflows.watch import load_watch_config, run_watch
 from tests.conftest import require
-from tests.infra.fleetdata import push_fleet
+from tests.infra.fleetdata import push_fleet, watch_config
 from tests.infra.registry import RegistryServer
 from tests.infra.registry_fixtures import client
 from tests.infra.services import (
@@ -116,36 +116,6 @@ class Workers:
                 proc.wait(10)
 
 
-def _config(
-    tmp: Path,
-    server: RegistryServer,
-    repo: str,
-    *,
-    executor: str,
-    broker: str = "",
-    cache_url: str = "",
-) -> Path:
-    tmp.mkdir(parents=True, exist_ok=True)
-    lines = [
-        'state = "state.db"',
-        'cache = "cache.db"',
-        'output_dir = "reports"',
-        f'executor = "{executor}"',
-    ]
-    if executor == "celery":
-        lines += ["[celery]", f'broker = "{broker}"', f'cache = "{cache_url}"', "deadline = 240"]
-    lines += [
-        "[[target]]",
-        f'registry = "{server.host}"',
-        f'repository = "{repo}"',
-        'tags = ["v*"]',
-        "insecure = true",
-    ]
-    path = tmp / "watch.toml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
 def _findings(report_path: str) -> list[str]:
     data = json.loads(Path(report_path).read_text())
     rows = []
@@ -173,7 +143,7 @@ def test_celery_matches_local_scans_shared_layers_once_and_survives_a_killed_wor
 
     t0 = time.perf_counter()
     local = run_watch(
-        load_watch_config(_config(tmp_path / "local", plain_registry, repo_name, executor="local"))
+        load_watch_config(watch_config(tmp_path / "local", plain_registry.host, repo_name))
     )
     local_wall = time.perf_counter() - t0
     assert local.scanned == 20 and not local.errors
@@ -187,9 +157,9 @@ def test_celery_matches_local_scans_shared_layers_once_and_survives_a_killed_wor
         from imgscan.workflows.fleet import CeleryExecutor, settings_from
 
         cfg = load_watch_config(
-            _config(
+            watch_config(
                 tmp_path / "celery",
-                plain_registry,
+                plain_registry.host,
                 repo_name,
                 executor="celery",
                 broker=redis.url,

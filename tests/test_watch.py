@@ -11,30 +11,11 @@ from click.testing import CliRunner
 from imgscan.cli import main
 from imgscan.errors import ConfigError
 from imgscan.workflows.watch import load_watch_config, run_watch
-from tests.infra.fleetdata import move_tag, push_fleet
+from tests.infra.fleetdata import move_tag, push_fleet, watch_config
 from tests.infra.registry import RegistryServer
 from tests.infra.registry_fixtures import client
 
 pytestmark = pytest.mark.registry
-
-
-def _config(tmp: Path, server: RegistryServer, repo: str, **extra: str) -> Path:
-    lines = [
-        'state = "state.db"',
-        'cache = "cache.db"',
-        'output_dir = "reports"',
-        "[policy]",
-        'fail_on = "high"',
-        "[[target]]",
-        f'registry = "{server.host}"',
-        f'repository = "{repo}"',
-        'tags = ["v*"]',
-        "insecure = true",
-    ]
-    lines += [f"{k} = {v}" for k, v in extra.items()]
-    path = tmp / "watch.toml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 def test_watch_scans_base_layers_once_then_nothing_then_the_moved_tag(
@@ -42,7 +23,7 @@ def test_watch_scans_base_layers_once_then_nothing_then_the_moved_tag(
 ) -> None:
     with client(plain_registry) as c:
         fleet = push_fleet(c, repo_name, 20)
-    cfg = load_watch_config(_config(tmp_path, plain_registry, repo_name))
+    cfg = load_watch_config(watch_config(tmp_path, plain_registry.host, repo_name))
 
     first = run_watch(cfg)
     assert not first.errors
@@ -91,12 +72,12 @@ def test_watch_cli_exit_codes(
 ) -> None:
     with client(plain_registry) as c:
         push_fleet(c, repo_name, 2)
-    path = _config(tmp_path, plain_registry, repo_name)
+    path = watch_config(tmp_path, plain_registry.host, repo_name)
     res = CliRunner().invoke(main, ["watch", "--config", str(path), "-q"])
     assert res.exit_code == 1, res.output  # v1.0 leaks a key
     assert "policy failed for 1 image(s)" in res.output
 
-    bad = _config(tmp_path, plain_registry, "team/does-not-exist-anywhere")
+    bad = watch_config(tmp_path, plain_registry.host, "team/does-not-exist-anywhere")
     res = CliRunner().invoke(main, ["watch", "--config", str(bad), "-q"])
     assert res.exit_code == 3, res.output
 

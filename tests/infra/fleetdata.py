@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from imgscan.detect.keys import fake_private_key
 from imgscan.sources.registry import RegistryClient
@@ -64,3 +65,42 @@ def push_fleet(client: RegistryClient, repo: str, count: int = 20) -> Fleet:
 def move_tag(client: RegistryClient, repo: str, tag: str, n: int) -> str:
     """Point ``tag`` at a new image (a new app layer on the same bases)."""
     return push_test_image(client, repo, tag, app_image(n, leak=True))
+
+
+def watch_config(
+    tmp: Path,
+    host: str,
+    repo: str,
+    *,
+    executor: str = "local",
+    broker: str = "",
+    cache_url: str = "",
+    deadline: int = 240,
+) -> Path:
+    """Write ``tmp/watch.toml`` watching the ``v*`` tags of ``host/repo`` (plain HTTP)."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    lines = [
+        'state = "state.db"',
+        'cache = "cache.db"',
+        'output_dir = "reports"',
+        f'executor = "{executor}"',
+        "[policy]",
+        'fail_on = "high"',
+    ]
+    if executor == "celery":
+        lines += [
+            "[celery]",
+            f'broker = "{broker}"',
+            f'cache = "{cache_url}"',
+            f"deadline = {deadline}",
+        ]
+    lines += [
+        "[[target]]",
+        f'registry = "{host}"',
+        f'repository = "{repo}"',
+        'tags = ["v*"]',
+        "insecure = true",
+    ]
+    path = tmp / "watch.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path

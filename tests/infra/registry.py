@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.infra.tokenserver import Grant, TokenServer
+from tests.infra.tokenserver import Grant, TokenServer, self_signed_cert
 
 REGISTRY_BIN = os.environ.get("IMGSCAN_TEST_REGISTRY_BIN", "/usr/bin/docker-registry")
 MODES = ("plain", "basic", "token")
@@ -68,30 +68,11 @@ def free_port() -> int:
 
 def make_tls_cert(workdir: Path) -> tuple[Path, Path]:
     """A self-signed server certificate for 127.0.0.1 and localhost: (cert.pem, key.pem)."""
-    cert, key = workdir / "tls-cert.pem", workdir / "tls-key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-days",
-            "2",
-            "-subj",
-            "/CN=imgscan-test-registry",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-        ],
-        check=True,
-        capture_output=True,
+    key, cert = self_signed_cert(
+        workdir,
+        "tls",
+        "imgscan-test-registry",
+        ("subjectAltName=IP:127.0.0.1,DNS:localhost", "basicConstraints=critical,CA:TRUE"),
     )
     return cert, key
 

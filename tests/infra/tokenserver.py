@@ -36,9 +36,12 @@ def libtrust_key_id(spki_der: bytes) -> str:
     return ":".join(s[i : i + 4] for i in range(0, len(s), 4))
 
 
-def make_signing_cert(workdir: Path, cn: str = "imgscan-test-token-issuer") -> tuple[Path, Path]:
-    """A fresh RSA key and self-signed certificate (key.pem, cert.pem) in ``workdir``."""
-    key, cert = workdir / "token-key.pem", workdir / "token-cert.pem"
+def self_signed_cert(
+    workdir: Path, name: str, cn: str, extensions: tuple[str, ...] = ()
+) -> tuple[Path, Path]:
+    """An RSA key and self-signed certificate from openssl: (``name``-key.pem, -cert.pem)."""
+    key, cert = workdir / f"{name}-key.pem", workdir / f"{name}-cert.pem"
+    ext = [arg for e in extensions for arg in ("-addext", e)]
     subprocess.run(
         [
             "openssl",
@@ -55,11 +58,17 @@ def make_signing_cert(workdir: Path, cn: str = "imgscan-test-token-issuer") -> t
             "2",
             "-subj",
             f"/CN={cn}",
+            *ext,
         ],
         check=True,
         capture_output=True,
     )
     return key, cert
+
+
+def make_signing_cert(workdir: Path, cn: str = "imgscan-test-token-issuer") -> tuple[Path, Path]:
+    """A fresh RSA key and self-signed certificate (key.pem, cert.pem) in ``workdir``."""
+    return self_signed_cert(workdir, "token", cn)
 
 
 @dataclass
