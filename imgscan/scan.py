@@ -10,6 +10,7 @@ is what lets them be cached by diff_id and scanned in parallel.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import json
 import multiprocessing
@@ -21,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from imgscan.detect.base import ContentDetector, FileContext, ImageAnalyzer, ImageContext
 from imgscan.detect.engine import (
@@ -31,6 +32,7 @@ from imgscan.detect.engine import (
     OutsideVendorTrees,
     file_digests,
 )
+from imgscan.errors import LayerError
 from imgscan.layers import capture
 from imgscan.layers.compression import LayerLimitExceeded
 from imgscan.layers.overlay import Overlay, build_overlay
@@ -47,7 +49,8 @@ from imgscan.model import (
     Unscanned,
 )
 from imgscan.sources.base import Image, LayerBlob, SourceOptions
-from imgscan.sources.resolve import resolve
+from imgscan.sources.resolve import PathSource, resolve
+from imgscan.sources.stream import is_compressed_archive
 
 ProgressFn = Callable[[int, int, int], None]  # (layer index, layers total, bytes read in layer)
 
@@ -84,6 +87,8 @@ class LayerResult:
     uncompressed_bytes: int = 0
     compression: str = "none"
     seconds: float = 0.0
+    digest: str | None = None  # the stored blob's digest, as computed while walking
+    diff_id: str | None = None  # the uncompressed tar's digest, as computed
 
     def rebind(self, index: int) -> LayerResult:
         """The same result placed at another layer index (for cache reuse)."""
@@ -238,6 +243,8 @@ def scan_layer(
         uncompressed_bytes=walker.stats.uncompressed_bytes,
         compression=walker.stats.compression,
         seconds=time.perf_counter() - t0,
+        digest=walker.stats.digest,
+        diff_id=walker.stats.diff_id,
     )
 
 
@@ -479,6 +486,8 @@ def options_tag(options: ScanOptions) -> str:
             sorted(options.disabled_rules),
             sorted(options.rule_dirs),
             options.secrets,
+            # --all runs the costly detectors inside package trees too: other findings
+            options.include_package_files,
         ],
         separators=(",", ":"),
     )
@@ -586,6 +595,115 @@ def auto_jobs(options: ScanOptions, blobs: Sequence[LayerBlob]) -> int:
     return available_cpus()
 
 
+def rules_fingerprint(options: ScanOptions) -> str:
+    """A digest of the rule files' text and the disabled ids, without compiling anything."""
+    import hashlib
+
+    from imgscan.detect.rules import _builtin_files, _dir_files
+
+    h = hashlib.sha256()
+    files = [*_builtin_files(), *(p for d in options.rule_dirs for p in _dir_files(Path(d)))]
+    for f in files:
+        h.update(str(f).encode() + b"\0" + f.read_bytes() + b"\0")
+    h.update(json.dumps(sorted(options.disabled_rules)).encode())
+    return h.hexdigest()
+
+
+def image_key(identity: str, options: ScanOptions, reference: str) -> str:
+    """The whole-image cache key: what the image is, plus everything that shapes its result."""
+    import hashlib
+
+    from imgscan import __version__
+
+    doc = [
+        identity,
+        reference,
+        rules_fingerprint(options) if options.secrets else "",
+        options_tag(options),
+        options.hardening,
+        options.source.platform,
+        __version__,
+    ]
+    return "image:" + hashlib.sha256(json.dumps(doc).encode()).hexdigest()
+
+
+def image_identity(info: ImageInfo) -> str:
+    """The config digest and every layer's digests: an opened image's content address."""
+    layers = [[li.digest, li.diff_id] for li in info.layers]
+    return json.dumps([info.config_digest, info.digest, layers])
+
+
+def file_identity(path: str) -> str:
+    """``file:sha256:...`` of an archive's bytes (a compressed archive's own address)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    return "file:sha256:" + h.hexdigest()
+
+
+def _from_image_cache(hit: ScanResult, reference: str, started: float) -> ScanResult:
+    info = dataclasses.replace(hit.image, reference=reference or hit.image.reference)
+    stats = {
+        **hit.stats,
+        "seconds": round(time.perf_counter() - started, 3),
+        "layers_scanned": 0,
+        "cache_hits": len(info.layers),
+        "cache_misses": 0,
+        "image_cache_hit": True,
+    }
+    return dataclasses.replace(hit, image=info, stats=stats)
+
+
+def _open_verdict_cache(options: ScanOptions) -> Any:
+    if not options.cache_path or options.show_secrets:
+        return None
+    from imgscan.workflows.cache import open_cache
+
+    return open_cache(options.cache_path)
+
+
+def _check_bound(lr: LayerResult, blob: LayerBlob) -> None:
+    """A layer scanned before its place was known must match the manifest and config."""
+    what = f"layer {blob.index} ({(blob.digest or blob.diff_id or '?')[:19]})"
+    if blob.digest and lr.digest and lr.digest != blob.digest:
+        raise LayerError(
+            f"{what}: blob digest mismatch (manifest says {blob.digest}, content is {lr.digest})"
+        )
+    if blob.diff_id and lr.diff_id and lr.diff_id != blob.diff_id:
+        raise LayerError(
+            f"{what}: diff_id mismatch (config says {blob.diff_id}, "
+            f"uncompressed content is {lr.diff_id})"
+        )
+
+
+def _relabel(exc: LayerError, blob: LayerBlob) -> LayerError:
+    """A candidate layer's error, renamed after the layer it turned out to be."""
+    what = f"layer {blob.index} ({(blob.digest or blob.diff_id or '?')[:19]})"
+    rest = str(exc).split(": ", 1)[-1]
+    return LayerError(f"{what}: {rest}")
+
+
+def _same(reader: BinaryIO) -> BinaryIO:
+    return reader
+
+
+def _verify_stream(reader: Any, digest: str, what: str) -> None:
+    """Read a blob through, checking it against the digest its name promises."""
+    import hashlib
+
+    algo, expected = digest.split(":", 1)
+    h = hashlib.new(algo)
+    while chunk := reader.read(1 << 20):
+        h.update(chunk)
+    if h.hexdigest() != expected:
+        raise LayerError(
+            f"{what}: blob digest mismatch (name says {digest}, content is {algo}:{h.hexdigest()})"
+        )
+
+
 def scan_opened(
     image: Image,
     options: ScanOptions,
@@ -594,14 +712,17 @@ def scan_opened(
     reference: str = "",
     detectors: Detectors | None = None,
 ) -> ScanResult:
-    """Scan an already opened image, reusing cached layer results where possible."""
+    """Scan an already opened image, reusing cached image and layer results where possible."""
     started = time.perf_counter()
+    cache = _open_verdict_cache(options)
+    ikey = None
+    if cache is not None:
+        ikey = image_key(image_identity(image.info), options, reference)
+        hit = cache.get_image(ikey)
+        if hit is not None:
+            cache.close()
+            return _from_image_cache(hit, reference, started)
     det = detectors or build_detectors(options)
-    cache = None
-    if options.cache_path and not options.show_secrets:
-        from imgscan.workflows.cache import open_cache
-
-        cache = open_cache(options.cache_path)
     tag = options_tag(options)
     results: dict[int, LayerResult] = {}
     keys: dict[int, tuple[str, str]] = {}
@@ -631,6 +752,20 @@ def scan_opened(
         if pool is not None:
             pool.close()
     ordered = [results[b.index] for b in image.blobs]
+    return _finish(image, ordered, det, options, cache, ikey, reference, started, len(todo))
+
+
+def _finish(
+    image: Image,
+    ordered: list[LayerResult],
+    det: Detectors,
+    options: ScanOptions,
+    cache: Any,
+    ikey: str | None,
+    reference: str,
+    started: float,
+    scanned: int,
+) -> ScanResult:
     result = assemble(
         image.info,
         ordered,
@@ -640,13 +775,106 @@ def scan_opened(
         include_package_files=options.include_package_files,
     )
     extra = {
-        "layers_scanned": len(todo),
+        "layers_scanned": scanned,
         "cache_hits": cache.hits if cache else 0,
         "cache_misses": cache.misses if cache else 0,
     }
+    result = dataclasses.replace(result, stats={**result.stats, **extra})
     if cache is not None:
+        if ikey is not None:
+            cache.put_image(ikey, result)
         cache.close()
-    return dataclasses.replace(result, stats={**result.stats, **extra})
+    return result
+
+
+def scan_streamed(
+    path: str,
+    options: ScanOptions,
+    progress: ProgressFn | None = None,
+    *,
+    reference: str = "",
+    source_reference: str | None = None,
+    detectors: Detectors | None = None,
+) -> ScanResult:
+    """Scan a gzip/zstd-compressed archive in one pass, with no spool (see sources.stream).
+
+    Every large member is scanned as a candidate layer while it streams by; once the
+    manifest (which comes last) is read, the candidates are bound to their layer
+    indexes and checked against the manifest's and config's digests. A layer met by
+    its blob digest that the cache already knows is only hashed, not scanned.
+    """
+    from imgscan.sources.stream import ArchiveStream
+
+    started = time.perf_counter()
+    cache = _open_verdict_cache(options)
+    fkey = None
+    if cache is not None:
+        fkey = image_key(file_identity(path), options, reference)
+        hit = cache.get_image(fkey)
+        if hit is not None:
+            cache.close()
+            return _from_image_cache(hit, reference, started)
+    det = detectors or build_detectors(options)
+    tag = options_tag(options)
+    from imgscan.workflows.cache import cache_key
+
+    stream = ArchiveStream(path, options.source, source_reference)
+    size = os.path.getsize(path)
+    jobs = options.jobs or (available_cpus() if size >= 8 * 1024 * 1024 else 1)
+    pool = DetectionPool(det, jobs) if jobs > 1 and det.content else None
+    found: dict[str, LayerResult | LayerError] = {}
+    scanned = 0
+    try:
+        for n, m in enumerate(stream.members()):
+            what = f"layer {n} ({(m.digest or m.name)[:19]})"
+            if cache is not None and m.digest:
+                hit = cache.get_alias(cache_key(m.digest, det.ruleset_hash, tag), n)
+                if hit is not None:
+                    try:
+                        _verify_stream(m.reader, m.digest, what)
+                        found[m.name] = dataclasses.replace(hit, digest=m.digest)
+                    except LayerError as exc:
+                        found[m.name] = exc
+                    continue
+            reader: BinaryIO = m.reader
+            blob = LayerBlob(
+                n, m.digest, None, m.size, None, functools.partial(_same, reader), name=m.name
+            )
+            try:
+                found[m.name] = scan_layer(blob, det, options.limits, progress, 0, pool=pool)
+                scanned += 1
+            except LayerError as exc:
+                found[m.name] = exc
+        image = stream.image()
+        ordered: list[LayerResult] = []
+        for b in image.blobs:
+            got = found.get(stream.member_name(b.name or ""))
+            layer_id = b.diff_id or b.digest
+            key = cache_key(layer_id, det.ruleset_hash, tag) if layer_id else None
+            if got is None:  # a small layer, kept in memory: scanning it checks its digests
+                lr = scan_layer(b, det, options.limits, progress, len(image.blobs), pool=pool)
+                scanned += 1
+            elif isinstance(got, LayerError):
+                raise _relabel(got, b)
+            else:
+                _check_bound(got, b)
+                lr = got.rebind(b.index)
+            ordered.append(lr)
+            if cache is not None and key and layer_id:
+                if not cache.has(key):
+                    cache.put(key, layer_id, lr)
+                if b.digest:
+                    cache.alias(cache_key(b.digest, det.ruleset_hash, tag), key)
+    finally:
+        if pool is not None:
+            pool.close()
+    result = _finish(image, ordered, det, options, cache, None, reference, started, scanned)
+    if cache is not None and fkey is not None:
+        cache = _open_verdict_cache(options)
+        cache.put_image(fkey, result)
+        cache.put_image(image_key(image_identity(image.info), options, reference), result)
+        cache.close()
+    return result
 
 
 def scan_image(
@@ -655,6 +883,10 @@ def scan_image(
     """Resolve ``reference`` to a source, scan every layer and the config, return the result."""
     opts = options or ScanOptions()
     source = resolve(reference, opts.source, opts.source_kind, opts.registry or None)
+    if isinstance(source, PathSource) and is_compressed_archive(source.path):
+        return scan_streamed(
+            source.path, opts, progress, reference=reference, source_reference=source.reference
+        )
     with source.open() as image:
         return scan_opened(image, opts, progress, reference=reference)
 

@@ -57,6 +57,8 @@ class WalkStats:
     entries: int = 0
     compression: str = "none"
     unscanned: list[Unscanned] = field(default_factory=list)
+    digest: str | None = None  # sha256 of the stored blob, as computed (None if cut short)
+    diff_id: str | None = None  # sha256 of the uncompressed tar, as computed
 
 
 def normalize_path(name: str) -> str | None:
@@ -182,6 +184,7 @@ class LayerWalker:
         self.stats.uncompressed_bytes = plain.count
         self.stats.compressed_bytes = outer.count
         stored = outer.digest() if outer.hashing else plain.digest()
+        self.stats.digest, self.stats.diff_id = stored, plain.digest()
         if self.blob.digest and stored != self.blob.digest:
             raise LayerError(
                 f"{what}: blob digest mismatch (manifest says {self.blob.digest}, "

@@ -309,6 +309,7 @@ def _blobs(
                 size=r.size,
                 media_type=r.media_type,
                 open=functools.partial(store.open, r.name),
+                name=r.name,
             )
         )
     return tuple(out)

@@ -24,6 +24,7 @@ class LayerBlob:
     size: int | None
     media_type: str | None
     open: Callable[[], BinaryIO]
+    name: str | None = None  # its member name inside an archive or layout, when it has one
 
 
 @dataclass(frozen=True, slots=True)

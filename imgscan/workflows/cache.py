@@ -1,9 +1,16 @@
-"""Per-layer verdict cache: a layer's scan result keyed by diff_id + ruleset hash + version.
+"""Verdict cache: a layer's scan result keyed by diff_id + ruleset hash + version.
 
 Layer results do not depend on the image around them (exposure state is
 recomputed per image from the cached events), so a base layer shared by many
 tags is scanned once. SQLite is the embedded default. A row is written in one
 transaction with ``complete = 1``; a reader never sees a half-written entry.
+
+Two shortcuts sit beside it: an alias from a layer's *blob* digest to its entry
+(a compressed archive is read front to back, so a layer is met by its blob
+digest long before the config names its diff_id), and whole-image results keyed
+by what identifies the image (config + layer digests, or the archive file's own
+digest) plus everything that shapes the result, so an unchanged image is not
+even re-assembled.
 """
 
 from __future__ import annotations
@@ -120,6 +127,8 @@ def encode_layer_result(lr: Any) -> bytes:
         "uncompressed_bytes": lr.uncompressed_bytes,
         "compression": lr.compression,
         "seconds": lr.seconds,
+        "digest": lr.digest,
+        "diff_id": lr.diff_id,
     }
     return zlib.compress(json.dumps(doc, separators=(",", ":")).encode(), 6)
 
@@ -146,6 +155,8 @@ def decode_layer_result(data: bytes, index: int) -> Any:
         uncompressed_bytes=doc["uncompressed_bytes"],
         compression=doc["compression"],
         seconds=doc["seconds"],
+        digest=doc.get("digest"),
+        diff_id=doc.get("diff_id"),
     )
     return lr.rebind(index)
 
@@ -178,6 +189,22 @@ class VerdictCache(Protocol):
 
     def scan_count(self, key: str) -> int:
         """How many times the layer behind ``key`` was really scanned (not served from cache)."""
+        ...
+
+    def alias(self, alias: str, key: str) -> None:
+        """Let ``alias`` (a key built from a blob digest) find the entry stored under ``key``."""
+        ...
+
+    def get_alias(self, alias: str, index: int) -> Any | None:
+        """The LayerResult an alias points to, at ``index``, or None."""
+        ...
+
+    def put_image(self, key: str, result: Any) -> None:
+        """Store a whole image's ScanResult."""
+        ...
+
+    def get_image(self, key: str) -> Any | None:
+        """A whole image's cached ScanResult, or None."""
         ...
 
     def close(self) -> None:
@@ -229,6 +256,48 @@ class _SqlCache:
             return None
         self.hits += 1
         return lr
+
+    def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> None:
+        self._conn().execute(sql.replace("?", self._p), args)
+
+    def alias(self, alias: str, key: str) -> None:
+        """Let ``alias`` (a key built from a blob digest) find the entry stored under ``key``."""
+        self._exec(
+            "INSERT INTO layer_aliases (alias, key) VALUES (?, ?)"
+            " ON CONFLICT (alias) DO UPDATE SET key = excluded.key",
+            (alias, key),
+        )
+
+    def get_alias(self, alias: str, index: int) -> Any | None:
+        """The LayerResult an alias points to, at ``index``, or None."""
+        row = self._one("SELECT key FROM layer_aliases WHERE alias = ?", (alias,))
+        if row is None:
+            self.misses += 1
+            return None
+        return self.get(str(row[0]), index)
+
+    def put_image(self, key: str, result: Any) -> None:
+        """Store a whole image's ScanResult (the last write wins)."""
+        payload = zlib.compress(json.dumps(encode_scan_result(result)).encode(), 6)
+        self._exec(
+            "INSERT INTO image_results (key, created, payload) VALUES (?, ?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET payload = excluded.payload,"
+            " created = excluded.created",
+            (key, time.time(), payload),
+        )
+
+    def get_image(self, key: str) -> Any | None:
+        """A whole image's cached ScanResult, or None (a corrupt row is a miss)."""
+        row = self._one("SELECT payload FROM image_results WHERE key = ?", (key,))
+        if row is None:
+            return None
+        try:
+            doc = json.loads(zlib.decompress(bytes(row[0])))
+            if doc.get("v") != FORMAT_VERSION:
+                return None
+            return decode_scan_result(doc)
+        except (ValueError, KeyError, TypeError, IndexError, zlib.error):
+            return None
 
     def scan_count(self, key: str) -> int:
         """Real scans recorded for ``key``."""
@@ -346,6 +415,12 @@ SQLITE_MIGRATIONS: tuple[tuple[int, str], ...] = (
         "CREATE TABLE IF NOT EXISTS scan_counts (key TEXT PRIMARY KEY,"
         " scans INTEGER NOT NULL DEFAULT 0)",
     ),
+    (
+        3,
+        "CREATE TABLE IF NOT EXISTS image_results (key TEXT PRIMARY KEY, created REAL NOT NULL,"
+        " payload BLOB NOT NULL);"
+        "CREATE TABLE IF NOT EXISTS layer_aliases (alias TEXT PRIMARY KEY, key TEXT NOT NULL)",
+    ),
 )
 
 PG_MIGRATIONS: tuple[tuple[int, str], ...] = (
@@ -361,6 +436,12 @@ PG_MIGRATIONS: tuple[tuple[int, str], ...] = (
         " expires DOUBLE PRECISION NOT NULL);"
         "CREATE TABLE IF NOT EXISTS scan_counts (key TEXT PRIMARY KEY,"
         " scans INTEGER NOT NULL DEFAULT 0)",
+    ),
+    (
+        3,
+        "CREATE TABLE IF NOT EXISTS image_results (key TEXT PRIMARY KEY,"
+        " created DOUBLE PRECISION NOT NULL, payload BYTEA NOT NULL);"
+        "CREATE TABLE IF NOT EXISTS layer_aliases (alias TEXT PRIMARY KEY, key TEXT NOT NULL)",
     ),
 )
 
