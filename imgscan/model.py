@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 
@@ -83,6 +84,11 @@ class ImageInfo:
     source_kind: str = "archive"
 
 
+# One shared empty mapping: most entries have no xattrs, and an image can have
+# hundreds of thousands of entries (an empty dict each would cost 64 bytes apiece).
+NO_XATTRS: Mapping[str, bytes] = MappingProxyType({})
+
+
 @dataclass(frozen=True, slots=True)
 class FileEvent:
     """One entry of one layer tarball, with whiteouts reported and not applied.
@@ -100,7 +106,9 @@ class FileEvent:
     size: int = 0
     mtime: int = 0
     linkname: str | None = None
-    xattrs: Mapping[str, bytes] = field(default_factory=dict, compare=False, hash=False)
+    xattrs: Mapping[str, bytes] = field(
+        default_factory=lambda: NO_XATTRS, compare=False, hash=False
+    )
 
 
 @dataclass(frozen=True, slots=True)

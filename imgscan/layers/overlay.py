@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 from imgscan.model import EntryKind, FileEvent, PathState, Status
 
+_PRESENT = PathState(Status.PRESENT)  # frozen: one shared instance for every present version
+
 
 @dataclass(slots=True)
 class LayerChanges:
@@ -171,9 +173,9 @@ class Overlay:
             return fate
         node = self.visible.get(path)
         if node is not None and node.event.layer == layer and not node.implicit:
-            return PathState(Status.PRESENT)
+            return _PRESENT
         if (path, layer) in self.written:
-            return PathState(Status.PRESENT)
+            return _PRESENT
         return None
 
     def still_linked(self, path: str, layer: int) -> str | None:

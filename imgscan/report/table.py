@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
-from tabulate import tabulate
-
 from imgscan.model import Finding, ScanResult, Severity, Status
 
 _SEV_COLOR = {
@@ -169,6 +167,7 @@ def write_table(
     suppressions: Mapping[str, str] | None = None,
 ) -> None:
     """Write the grouped findings table, suppressed and unscanned items, and a summary."""
+    from tabulate import tabulate
     sup = suppressions or {}
     img = result.image
     head = f"Image: {clean(img.reference)}"

@@ -223,7 +223,7 @@ def _decompress_errors() -> tuple[type[BaseException], ...]:
     try:
         from isal import isal_zlib
 
-        errors.append(isal_zlib.error)
+        errors.append(cast(type[BaseException], isal_zlib.error))
     except ImportError:  # pragma: no cover - the pure fallback
         pass
     import pyzstd

@@ -28,7 +28,16 @@ from typing import Any, Protocol
 
 from imgscan import __version__
 from imgscan.errors import ConfigError, SourceError
-from imgscan.model import Category, EntryKind, FileEvent, Finding, Severity, Status, Unscanned
+from imgscan.model import (
+    NO_XATTRS,
+    Category,
+    EntryKind,
+    FileEvent,
+    Finding,
+    Severity,
+    Status,
+    Unscanned,
+)
 
 FORMAT_VERSION = 2
 
@@ -68,7 +77,7 @@ def _event_from(layer: int, row: list[Any]) -> FileEvent:
         size,
         mtime,
         link,
-        {k: base64.b64decode(v) for k, v in (xattrs or {}).items()},
+        {k: base64.b64decode(v) for k, v in xattrs.items()} if xattrs else NO_XATTRS,
     )
 
 
