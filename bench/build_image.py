@@ -280,11 +280,12 @@ def build(
     seed: int,
     force: bool,
     gzip_level: int = 6,
+    scale: str = "app",
 ) -> dict[str, Any]:
     """Build the image (or reuse the cached one); returns its metadata."""
     work = work_dir()
     suffix = "" if layout == "gzip" else "-lg"
-    stem = f"image-x{size_factor}{suffix}"
+    stem = f"image-x{size_factor}{'u' if scale == 'uniform' and size_factor > 1 else ''}{suffix}"
     image = work / (f"{stem}.tar.gz" if layout == "gzip" else f"{stem}.tar")
     meta_path = work / f"{stem}.meta.json"
     if image.exists() and meta_path.exists() and not force:
@@ -321,17 +322,45 @@ def build(
             f"RUN /bin/sh -c pip install --target /{PY_SITE} {' '.join(packages)}",
         )
     )
+    # "uniform" 10x: copies of both the base and the app layer at their own paths (every
+    # file with a marker, so each copy rewrites the layer below it), before the plants:
+    # the 1x mix of content (binaries, package trees, Python sources) at 10x the bytes.
+    app_bytes = tars[1][0].stat().st_size
+    one_x = sum(p.stat().st_size for p, _ in tars)  # the plants add < 1%
+    if scale == "uniform" and size_factor > 1:
+        pair = tars[0][0].stat().st_size + app_bytes
+        for k in range(max(0, round((size_factor * one_x - one_x) / pair))):
+            marker = f"\n#bench-rewrite-{k + 2}\n".encode()
+            tars.append(
+                (
+                    cached_layer(
+                        f"rootfs-rewrite{k + 2}",
+                        lambda o, m=marker: write_dir_layer(o, rootfs, "", m),
+                    ),
+                    f"RUN /bin/sh -c apt-get -y upgrade  # bench rewrite {k + 2}",
+                )
+            )
+            tars.append(
+                (
+                    cached_layer(
+                        f"app-{pkey}-rewrite{k + 2}",
+                        lambda o, m=marker: write_dir_layer(o, app, PY_SITE, m),
+                    ),
+                    f"RUN /bin/sh -c pip install -U --target /{PY_SITE} {' '.join(packages)}"
+                    f"  # bench rewrite {k + 2}",
+                )
+            )
     base_bytes = sum(p.stat().st_size for p, _ in tars)
     plan = planting.plant(seed, first_layer=len(tars))
     for i, pl in enumerate(plan.layers):
         out = layers_dir / f"plant-{seed}-{i}.tar"
         write_plant_layer(out, pl)
         tars.append((out, pl.created_by))
-    # the 10x variant: copies of the app layer (new prefix, distinct content) after the plants
-    app_bytes = tars[1][0].stat().st_size
+    # the "app" 10x variant: copies of the app layer (new prefix, distinct content) after
+    # the plants
     one_x = sum(p.stat().st_size for p, _ in tars)
     extra = max(0, round((size_factor * one_x - one_x) / app_bytes)) if size_factor > 1 else 0
-    for k in range(extra):
+    for k in range(extra if scale == "app" else 0):
         prefix = f"opt/app{k + 2}/site-packages"
         marker = f"\n#bench-copy-{k + 2}\n".encode()
         tars.append(
@@ -350,7 +379,8 @@ def build(
     for path, _ in tars:
         diff_id, size = sha256_file(path)
         if layout == "layers-gzip":
-            gz = path.with_suffix(f".l{gzip_level}.tar.gz")
+            # keyed by the tar's digest: a rebuilt layer never meets a stale gzip of its past
+            gz = path.with_suffix(f".{diff_id[:16]}.l{gzip_level}.tar.gz")
             if not gz.exists() or force:
                 gzip_file(path, gz, gzip_level)
             digest, gsize = sha256_file(gz)
@@ -477,13 +507,14 @@ def build(
         "secrets": [t.to_json() for t in plan.truth if not t.decoy],
         "decoys": [t.to_json() for t in plan.truth if t.decoy],
     }
-    truth_path = work / f"image-x{size_factor}.truth.json"
+    truth_path = work / f"{stem.removesuffix('-lg')}.truth.json"
     truth_path.write_text(json.dumps(truth, indent=1) + "\n")
     meta = {
         "image": str(image),
         "truth": str(truth_path),
         "layout": layout,
         "size_factor": size_factor,
+        "scale": scale,
         "seed": seed,
         "packages": list(packages),
         "rootfs_origin": origin,
@@ -509,9 +540,15 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1337)
     ap.add_argument("--gzip-level", type=int, default=6)
     ap.add_argument("--force", action="store_true", help="rebuild layers and image")
+    ap.add_argument(
+        "--scale",
+        choices=("app", "uniform"),
+        default="app",
+        help="--size-factor > 1: repeat the app layer only, or the base and app layers",
+    )
     a = ap.parse_args()
     packages = tuple(p for p in a.packages.split(",") if p)
-    meta = build(a.size_factor, a.layout, packages, a.seed, a.force, a.gzip_level)
+    meta = build(a.size_factor, a.layout, packages, a.seed, a.force, a.gzip_level, a.scale)
     mb = int(meta["uncompressed_bytes"]) / 1e6
     print(
         f"{meta['image']}: {mb:.0f} MB uncompressed, {int(meta['image_bytes']) / 1e6:.0f} MB on "

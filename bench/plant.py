@@ -12,6 +12,7 @@ planted secret or decoy. The ground-truth lines are computed from the bytes actu
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import hmac
 import io
@@ -861,11 +862,13 @@ doctl kubernetes cluster kubeconfig save bench
     shopify = "shpat_" + g.s(HEX, 32)
     tar_text = f"stripe:\n  restricted_key: {rk}\nshopify:\n  admin_token: {shopify}\n".encode()
     tbuf = io.BytesIO()
-    with tarfile.open(fileobj=tbuf, mode="w:gz", format=tarfile.PAX_FORMAT) as tf:
+    with tarfile.open(fileobj=tbuf, mode="w", format=tarfile.PAX_FORMAT) as tf:
         ti = tarfile.TarInfo("release/secrets.yaml")
         ti.size, ti.mtime, ti.mode = len(tar_text), 1735689600, 0o600
         tf.addfile(ti, io.BytesIO(tar_text))
-    a.entries.append(Entry("/app/bundle/release.tar.gz", data=tbuf.getvalue()))
+    # gzip with a fixed header mtime ("w:gz" stamps the current time): same bytes every build
+    tgz = gzip.compress(tbuf.getvalue(), mtime=0)
+    a.entries.append(Entry("/app/bundle/release.tar.gz", data=tgz))
     p.member(
         "stripe-restricted-key",
         "stripe",

@@ -61,14 +61,27 @@ class Run:
     cpu: float = 0.0
     maxrss_mb: float = 0.0
     tree_rss_mb: float = 0.0
+    tree_pss_mb: float = 0.0  # proportional: pages shared by forked workers counted once
     rc: int | None = None
     timed_out: bool = False
     error: str = ""
 
 
-def _tree_rss_kb(root: int) -> int:
-    """Sum of VmRSS over root and all its descendants (best effort, from /proc)."""
-    total, stack, seen = 0, [root], set()
+def _pss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    return 0
+
+
+def _tree_rss_kb(root: int) -> tuple[int, int]:
+    """Sums of VmRSS and of PSS over root and all its descendants (best effort, /proc).
+
+    RSS counts a page shared by a parent and its forked workers once per process;
+    PSS splits it between them, so the PSS sum is the memory the tree really holds.
+    """
+    rss, pss, stack, seen = 0, 0, [root], set()
     while stack:
         pid = stack.pop()
         if pid in seen:
@@ -76,13 +89,15 @@ def _tree_rss_kb(root: int) -> int:
         seen.add(pid)
         try:
             with open(f"/proc/{pid}/statm") as f:
-                total += int(f.read().split()[1]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
+                rss += int(f.read().split()[1]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
+            with contextlib.suppress(OSError, ValueError):
+                pss += _pss_kb(pid)
             for task in os.listdir(f"/proc/{pid}/task"):
                 with open(f"/proc/{pid}/task/{task}/children") as f:
                     stack.extend(int(c) for c in f.read().split())
         except (OSError, ValueError):
             continue
-    return total
+    return rss, pss
 
 
 def measure(
@@ -105,12 +120,13 @@ def measure(
         except OSError as exc:
             run.error = f"cannot start: {exc}"
             return run
-        peak = [0]
+        peak = [0, 0]
         done = threading.Event()
 
         def sample() -> None:
             while not done.is_set():
-                peak[0] = max(peak[0], _tree_rss_kb(proc.pid))
+                rss, pss = _tree_rss_kb(proc.pid)
+                peak[0], peak[1] = max(peak[0], rss), max(peak[1], pss)
                 done.wait(0.02)
 
         sampler = threading.Thread(target=sample, daemon=True)
@@ -139,6 +155,7 @@ def measure(
         run.cpu = rusage.ru_utime + rusage.ru_stime
         run.maxrss_mb = rusage.ru_maxrss / 1024
         run.tree_rss_mb = peak[0] / 1024
+        run.tree_pss_mb = peak[1] / 1024
     return run
 
 
@@ -619,6 +636,7 @@ class Bench:
             total.cpu += r.cpu
             total.maxrss_mb = max(total.maxrss_mb, r.maxrss_mb)
             total.tree_rss_mb = max(total.tree_rss_mb, r.tree_rss_mb)
+            total.tree_pss_mb = max(total.tree_pss_mb, r.tree_pss_mb)
             if r.timed_out:
                 total.timed_out = True
                 break
@@ -670,10 +688,17 @@ class Bench:
             shutil.rmtree(cache)
         cache.unlink(missing_ok=True)
         res: dict[str, Any] = {"flag": flag}
-        for phase in ("cold", "warm"):
+        # "layers": the same layers packed another way (each blob gzipped, outer tar plain):
+        # a new image to the cache whose layers (by diff_id) are all known, as when a
+        # registry tag is rebuilt with only its config changed.
+        lg = build_image.build(1, "layers-gzip", build_image.DEFAULT_PACKAGES, 1337, False)
+        for phase in ("cold", "warm", "layers"):
             out = self.out / f"imgscan-cache-{phase}.json"
+            cmd = self.imgscan_cmd(out, [flag, str(cache)])
+            if phase == "layers":
+                cmd[cmd.index(str(self.image))] = str(lg["image"])
             r = measure(
-                self.imgscan_cmd(out, [flag, str(cache)]),
+                cmd,
                 stdout=out.with_suffix(".stdout"),
                 stderr=out.with_suffix(".err"),
                 timeout=self.args.timeout,
@@ -688,15 +713,74 @@ class Bench:
                 res[phase]["recall"] = score(hits, self.truth)["recall"]
         if res["cold"]["status"] == res["warm"]["status"] == "ok" and res["cold"]["wall"]:
             res["ratio"] = round(res["warm"]["wall"] / res["cold"]["wall"], 3)
+            if res["layers"]["status"] == "ok":
+                res["layers_ratio"] = round(res["layers"]["wall"] / res["cold"]["wall"], 3)
             res["status"] = "ok"
         else:
             res["status"] = "failed"
         with contextlib.suppress(OSError):
             shutil.rmtree(cache) if cache.is_dir() else cache.unlink(missing_ok=True)
+        res["registry"] = self.registry_rescan(flag)
+        return res
+
+    def registry_rescan(self, flag: str) -> dict[str, Any]:
+        """The watch workflow's case: the image in a registry (a real docker-registry on
+        127.0.0.1), scanned cold with an empty cache, then again: only the manifest and
+        config are fetched, and the verdict cache answers for everything else."""
+        sys.path.insert(0, str(REPO))
+        try:
+            from imgscan.sources.archive import open_path
+            from imgscan.sources.base import SourceOptions
+            from imgscan.sources.push import push_image
+            from tests.infra.registry import RegistryServer, registry_available
+        except ImportError as exc:
+            return {"status": f"not available ({exc})"}
+        if registry_available():
+            return {"status": f"not available ({registry_available()})"}
+        lg = build_image.build(1, "layers-gzip", build_image.DEFAULT_PACKAGES, 1337, False)
+        cache = self.tmp / "verdict-cache-registry.sqlite"
+        cache.unlink(missing_ok=True)
+        res: dict[str, Any] = {}
+        with RegistryServer(mode="plain") as reg:
+            ref = f"{reg.host}/bench/app:x1"
+            with open_path(lg["image"], SourceOptions()) as image:
+                push_image(image, ref, insecure=True, config_bytes=image.config_bytes)
+            for phase in ("cold", "warm"):
+                out = self.out / f"imgscan-registry-{phase}.json"
+                cmd = self.imgscan_cmd(out, [flag, str(cache), "--insecure"])
+                cmd[cmd.index(str(self.image))] = ref
+                r = measure(
+                    cmd,
+                    stdout=out.with_suffix(".stdout"),
+                    stderr=out.with_suffix(".err"),
+                    timeout=self.args.timeout,
+                    env=self.imgscan_env,
+                    cwd=REPO,
+                )
+                st = self._status(r, out, ok_rc=(0, 1), err=out.with_suffix(".err"))
+                res[phase] = {"wall": round(r.wall, 2), "cpu": round(r.cpu, 2), "status": st}
+                if st == "ok":
+                    hits = parse_imgscan(out, self.ctx)
+                    res[phase]["findings"] = len(hits)
+                    res[phase]["recall"] = score(hits, self.truth)["recall"]
+        cache.unlink(missing_ok=True)
+        if res["cold"]["status"] == res["warm"]["status"] == "ok" and res["cold"]["wall"]:
+            res["ratio"] = round(res["warm"]["wall"] / res["cold"]["wall"], 3)
+            res["status"] = "ok"
+        else:
+            res["status"] = "failed"
         return res
 
 
 # --------------------------------------------------------------------------- reporting
+
+
+def _report_files(path: Path) -> int | None:
+    """The number of files an imgscan JSON report says the image holds."""
+    try:
+        return int(json.loads(path.read_text())["stats"]["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def med(xs: list[float]) -> float:
@@ -717,7 +801,8 @@ def render_md(res: dict[str, Any]) -> str:
         f"Median of {res['repeat']} round(s); ratios vs kingfisher (TMPDIR as above) and "
         "kingfisher-tmpfs (TMPDIR=/dev/shm).",
         "",
-        "| tool | status | wall s | CPU s | peak RSS MB (max proc / tree) | MB/s | wall × kf "
+        "| tool | status | wall s | CPU s | peak MB (proc RSS / tree RSS / tree PSS) | MB/s "
+        "| wall × kf "
         "| wall × kf-tmpfs | CPU × kf | recall | present | deleted | overwritten | archive | pyc "
         "| config | decoy FP | planted-file FP | vendor findings |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|---|---|---:|---:|---:|",
@@ -734,7 +819,11 @@ def render_md(res: dict[str, Any]) -> str:
                 st=t["status"],
                 w=wall,
                 c=f"{t['cpu']:.2f}" if t.get("cpu") is not None else "-",
-                r=f"{t['maxrss_mb']:.0f} / {t['tree_rss_mb']:.0f}" if t.get("maxrss_mb") else "-",
+                r=(
+                    f"{t['maxrss_mb']:.0f} / {t['tree_rss_mb']:.0f} / {t.get('tree_pss_mb', 0):.0f}"
+                    if t.get("maxrss_mb")
+                    else "-"
+                ),
                 mbs=f"{t['mb_s']:.1f}" if t.get("mb_s") else "-",
                 rw=f"{t['wall_vs_kf']:.2f}" if t.get("wall_vs_kf") else "-",
                 rt=f"{t['wall_vs_kf_tmpfs']:.2f}" if t.get("wall_vs_kf_tmpfs") else "-",
@@ -754,9 +843,9 @@ def render_md(res: dict[str, Any]) -> str:
     cr = res.get("cache_rescan")
     if cr:
         lines += ["", f"Verdict-cache rescan: {json.dumps(cr)}"]
-    sc = res.get("scaling")
-    if sc:
-        lines += ["", f"Scaling (imgscan): {json.dumps(sc)}"]
+    for key in ("scaling", "scaling_app"):
+        if res.get(key):
+            lines += ["", f"Scaling (imgscan): {json.dumps(res[key])}"]
     # per-secret matrix
     names = [n for n, t in res["tools"].items() if t.get("score")]
     lines += [
@@ -784,7 +873,8 @@ def readme_table(res: dict[str, Any]) -> str:
         f"({m['image_bytes'] / 1e6:.0f} MB gzip), TMPDIR={res['tmpdir']} (kingfisher-tmpfs: "
         "/dev/shm), medians:",
         "",
-        "| tool | wall s | CPU s | peak RSS MB (proc / tree) | MB/s | wall × kf (disk / tmpfs) "
+        "| tool | wall s | CPU s | peak MB (proc RSS / tree RSS / tree PSS) | MB/s "
+        "| wall × kf (disk / tmpfs) "
         "| recall | deleted | overwritten | archive / pyc / config | decoy FP | vendor findings |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -801,23 +891,39 @@ def readme_table(res: dict[str, Any]) -> str:
         )
         rows.append(
             f"| {name} | {wall} | {t['cpu']:.2f} | {t['maxrss_mb']:.0f} / {t['tree_rss_mb']:.0f} "
+            f"/ {t.get('tree_pss_mb', 0):.0f} "
             f"| {t['mb_s']:.1f} | {ratio} | {s['recall']:.0%} ({s['found']}) | {s['deleted']} "
             f"| {s['overwritten']} | {s['archive']} / {s['pyc']} / {s['config']} "
             f"| {s['decoy_fp']}/{len(res['truth_decoys'])} | {s['vendor_findings']} |"
         )
-    cr, sc = res.get("cache_rescan"), res.get("scaling")
+    cr = res.get("cache_rescan")
     if cr:
         rows += ["", f"- verdict-cache rescan: {cr.get('status')}"]
         if cr.get("ratio") is not None:
             rows[-1] += (
                 f", cold {cr['cold']['wall']} s, warm {cr['warm']['wall']} s, "
-                f"ratio {cr['ratio']} (target ≤ 0.05)"
+                f"ratio {cr['ratio']} (target ≤ 0.05); same layers in a new image "
+                f"(layers-gzip packing, assembled from cached layers): {cr['layers']['wall']} s, "
+                f"ratio {cr.get('layers_ratio')}"
             )
-    if sc:
+        rr = cr.get("registry") or {}
+        if rr.get("ratio") is not None:
+            rows += [
+                f"- registry rescan (docker-registry on 127.0.0.1): cold {rr['cold']['wall']} s, "
+                f"warm {rr['warm']['wall']} s, ratio {rr['ratio']} (target ≤ 0.05)"
+            ]
+        elif rr:
+            rows += [f"- registry rescan: {rr.get('status')}"]
+    for sc in (res.get("scaling"), res.get("scaling_app")):
+        if not sc:
+            continue
         rows += [
-            f"- scaling: imgscan on the 10x image ({sc['x10_bytes'] / 1e6:.0f} MB, byte ratio "
-            f"{sc['byte_ratio']}): {sc['x10_status']}, {sc['x10_wall']} s, time ratio "
-            f"{sc['time_ratio']} (target ≤ 11), tree RSS {sc['x10_tree_rss_mb']} MB"
+            f"- scaling ({sc.get('scale', 'app')} 10x image, "
+            f"{sc['x10_bytes'] / 1e6:.0f} MB, byte ratio {sc['byte_ratio']}, file ratio "
+            f"{sc.get('file_ratio')}): {sc['x10_status']}, {sc['x10_wall']} s, time ratio "
+            f"{sc['time_ratio']} (target ≤ 11), peak memory: largest process "
+            f"{sc.get('x10_maxrss_mb', '-')} MB RSS, tree {sc['x10_tree_rss_mb']} MB RSS / "
+            f"{sc.get('x10_tree_pss_mb', '-')} MB PSS (target ≤ 300)"
         ]
     return "\n".join(rows) + "\n"
 
@@ -915,6 +1021,7 @@ def main() -> int:
                 cpu=med([r.cpu for r in good]),
                 maxrss_mb=max(r.maxrss_mb for r in good),
                 tree_rss_mb=max(r.tree_rss_mb for r in good),
+                tree_pss_mb=max(r.tree_pss_mb for r in good),
                 mb_s=mb / med([r.wall for r in good]) if med([r.wall for r in good]) else None,
             )
             if tool in ("gitleaks", "detect-secrets") and b.extraction:
@@ -933,20 +1040,29 @@ def main() -> int:
         log("verdict-cache rescan ...")
         res["cache_rescan"] = b.cache_rescan()
     if a.scaling:
-        log("scaling: building/timing the x10 image ...")
-        m10 = build_image.build(10, a.layout, build_image.DEFAULT_PACKAGES, 1337, False)
-        a10 = argparse.Namespace(**{**vars(a), "size_factor": 10})
-        b10 = Bench(a10, m10)
-        r10, _, st10 = b10.run_tool("imgscan", 0)
         one = res["tools"].get("imgscan", {})
-        res["scaling"] = {
-            "x10_status": st10,
-            "x10_wall": round(r10.wall, 2),
-            "x10_tree_rss_mb": round(r10.tree_rss_mb),
-            "x10_bytes": m10["uncompressed_bytes"],
-            "byte_ratio": round(m10["uncompressed_bytes"] / meta["uncompressed_bytes"], 2),
-            "time_ratio": round(r10.wall / one["wall"], 2) if one.get("wall") else None,
-        }
+        one_files = _report_files(b.out / "imgscan-x1-r0.json")
+        for scale in ("uniform", "app"):
+            log(f"scaling: building/timing the x10 image ({scale}) ...")
+            m10 = build_image.build(
+                10, a.layout, build_image.DEFAULT_PACKAGES, 1337, False, scale=scale
+            )
+            a10 = argparse.Namespace(**{**vars(a), "size_factor": 10})
+            b10 = Bench(a10, m10)
+            r10, outs10, st10 = b10.run_tool("imgscan", 0)
+            files10 = _report_files(outs10[0]) if outs10 else None
+            res["scaling" if scale == "uniform" else "scaling_app"] = {
+                "scale": scale,
+                "x10_status": st10,
+                "x10_wall": round(r10.wall, 2),
+                "x10_tree_rss_mb": round(r10.tree_rss_mb),
+                "x10_tree_pss_mb": round(r10.tree_pss_mb),
+                "x10_maxrss_mb": round(r10.maxrss_mb),
+                "x10_bytes": m10["uncompressed_bytes"],
+                "byte_ratio": round(m10["uncompressed_bytes"] / meta["uncompressed_bytes"], 2),
+                "file_ratio": round(files10 / one_files, 2) if files10 and one_files else None,
+                "time_ratio": round(r10.wall / one["wall"], 2) if one.get("wall") else None,
+            }
     if b.extraction and not a.keep_extract:
         shutil.rmtree(b.extract_dir, ignore_errors=True)
     for d in (SHM / "imgscan-bench-kf", b.tmp):  # our scratch dirs, if left empty
