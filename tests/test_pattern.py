@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import random
 import sysconfig
 import time
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 
 from imgscan.detect.base import FileContext, Hit
 from imgscan.detect.engine import ContentScanner
-from imgscan.detect.pattern import PatternDetector
+from imgscan.detect.pattern import LINE_REACH, PatternDetector
 from imgscan.detect.prefilter import ENGINES, available_engines
 from imgscan.detect.rules import load_ruleset
 from imgscan.errors import ConfigError
@@ -235,3 +236,78 @@ def test_detector_finds_every_example_through_the_prefilter(
         assert any(h.offset < end and start < h.offset + len(h.secret.encode()) for h in hits), (
             ex.text[:80]
         )
+
+
+def _reference_windows(
+    det: PatternDetector, path: str, data: bytes
+) -> dict[int, list[tuple[int, int]]]:
+    """The windows as specified, computed the slow way: each hit's own line clipped to
+    LINE_REACH bytes either side (or the rule's window), merged per rule in hit order."""
+    windows: dict[int, list[tuple[int, int]]] = {}
+    last_end: dict[int, int] = {}
+    n = len(data)
+    for start, ki in det.prefilter.find(data):
+        if start < last_end.get(ki, -1):
+            continue
+        end = last_end[ki] = start + len(det.prefilter.keywords[ki])
+        for ri in det._owners[ki]:
+            rule = det.rules[ri]
+            if not rule.applies_to(path):
+                continue
+            if rule.window:
+                win = (max(0, start - rule.window), min(n, end + rule.window))
+            else:
+                lo = max(data.rfind(b"\n", 0, start) + 1, start - LINE_REACH)
+                nl = data.find(b"\n", end)
+                win = (lo, min(n if nl < 0 else nl, end + LINE_REACH))
+            merged = windows.setdefault(ri, [])
+            if merged and win[0] < merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], win[1]))
+            else:
+                merged.append(win)
+    return windows
+
+
+def _window_cases() -> list[tuple[str, bytes]]:
+    rng = random.Random(5)
+    keywords = sorted({kw for r in RULESET.rules for kw in r.keywords})
+    cases = [(f.path, f.data) for f in planted_corpus() + decoy_corpus()]
+    for i in range(60):
+        parts = []
+        for _ in range(rng.randint(1, 400)):
+            kw = rng.choice(keywords)
+            pad = "".join(rng.choice("ab=:\"' ") for _ in range(rng.choice([0, 3, 40, 900, 2100])))
+            sep = rng.choice(["", "\n", "\r\n", " ", "\n\n"])
+            parts.append(rng.choice([kw, kw.upper()]) + pad + sep)
+        cases.append(
+            (
+                rng.choice(["/app/.env", "/app/x.py", "/etc/c.yml"]) + f".{i}",
+                "".join(parts).encode(),
+            )
+        )
+    cases += [
+        ("/app/a.js", b'password="' * 20_000),
+        ("/app/b.js", b'password="\n' * 20_000),
+        ("/app/c.txt", b"\n" * 3000 + b"token" + b"x" * 5000 + b"secret\n"),
+        ("/app/d.txt", b"token"),
+    ]
+    return cases
+
+
+def test_candidate_windows_follow_the_specification() -> None:
+    """With the gate off the windows are exactly the specified ones; with it, a per-rule subset."""
+    off = PatternDetector(RULESET, gate=False)
+    on = PatternDetector(RULESET)
+    total = 0
+    for path, data in _window_cases():
+        ctx = FileContext(path, 0, len(data))
+        want = _reference_windows(off, path, data)
+        got = off.candidates(ctx, data)
+        assert list(got.items()) == list(want.items()), path
+        total += sum(len(w) for w in want.values())
+        if on.gate is None:
+            continue
+        live = on.gate.possible(data)
+        gated = on.candidates(ctx, data)
+        assert list(gated.items()) == [(ri, w) for ri, w in want.items() if live[ri]], path
+    assert total > 1000

@@ -2,44 +2,43 @@
 
 from __future__ import annotations
 
-import re
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
+from pathlib import Path
 
 from imgscan.detect.base import FileContext, Hit
 from imgscan.detect.prefilter import Prefilter
+from imgscan.detect.rulegate import GATE_MODES, RuleGate
 from imgscan.detect.rules import Rule, RuleMatch, RuleSet
 from imgscan.errors import ConfigError
 
 # A keyword hit is searched within its own line, clipped to this many bytes either side.
 LINE_REACH = 1024
-_DENSE_HITS = 256
-_NEWLINE = re.compile(b"\n")
-
-
-def _line_window(data: bytes, start: int, end: int, newlines: list[int] | None) -> tuple[int, int]:
-    """The line around data[start:end], clipped to LINE_REACH bytes either side."""
-    floor = max(0, start - LINE_REACH)
-    ceil = min(len(data), end + LINE_REACH)
-    if newlines is None:
-        lo = data.rfind(b"\n", floor, start) + 1 or floor
-        hi = data.find(b"\n", end, ceil)
-        return lo, ceil if hi < 0 else hi
-    i = bisect_left(newlines, start)
-    lo = newlines[i - 1] + 1 if i else 0
-    j = bisect_left(newlines, end)
-    hi = newlines[j] if j < len(newlines) else len(data)
-    return max(lo, floor), min(hi, ceil)
 
 
 class PatternDetector:
-    """Runs a RuleSet's regexes only around the places where their keywords occur."""
+    """Runs a RuleSet's regexes only around the places where their keywords occur.
+
+    With the hyperscan engine and ``gate`` on, a RuleGate first rules out, per chunk, every
+    rule whose regex cannot match anywhere in it ("single" mode), or every window holding no
+    possible match end ("ends" mode); findings are the same as with ``gate=False``. The
+    gate's compiled database is cached under ``cache_dir`` (default: $XDG_CACHE_HOME/imgscan).
+    """
 
     name = "pattern"
 
-    def __init__(self, ruleset: RuleSet, engine: str = "auto") -> None:
+    def __init__(
+        self,
+        ruleset: RuleSet,
+        engine: str = "auto",
+        gate: bool = True,
+        gate_mode: str = "single",
+        cache_dir: Path | None = None,
+    ) -> None:
         if not ruleset.rules:
             raise ConfigError("the pattern detector needs at least one rule")
+        if gate_mode not in GATE_MODES:
+            raise ConfigError(f"unknown gate mode {gate_mode!r} (one of {', '.join(GATE_MODES)})")
         self.ruleset = ruleset
         self.rules: tuple[Rule, ...] = ruleset.rules
         keywords: list[str] = []
@@ -59,37 +58,70 @@ class PatternDetector:
         self.prefilter = Prefilter(keywords, engine)
         self.engine = self.prefilter.engine
         self._has_paths = tuple(bool(r.paths or r.exclude_paths) for r in self.rules)
+        # with hyperscan, one pass over the chunk tells which rules can match at all
+        self.gate: RuleGate | None = None
+        if gate and self.engine == "hyperscan":
+            self.gate = RuleGate([r.pattern for r in self.rules], gate_mode, cache_dir)
 
     def candidates(self, ctx: FileContext, data: bytes) -> dict[int, list[tuple[int, int]]]:
         """Rule index -> merged (start, end) windows of ``data`` where that rule may match."""
-        hits = self.prefilter.find(data)
         windows: dict[int, list[tuple[int, int]]] = {}
+        gate = self.gate
+        live: bytearray | None = None
+        ends: dict[int, list[int]] | None = None
+        if gate is not None and data:
+            if gate.mode == "single":
+                live = gate.possible(data)
+                if live.find(1) < 0:
+                    return windows  # no rule's regex can match anywhere in the chunk
+            else:
+                ends = gate.ends(data)  # None: too many to list, every rule stays possible
+                if ends is not None and not ends and not gate.ungated:
+                    return windows
+        hits = self.prefilter.find(data)
         if not hits:
             return windows
         n = len(data)
-        newlines: list[int] | None = None
-        if len(hits) > _DENSE_HITS:  # many hits: index the newlines once instead of searching
-            newlines = [m.start() for m in _NEWLINE.finditer(data)]
-        allowed: dict[int, bool] = {}
         rules = self.rules
-        last_end = [-1] * len(self._kwlen)
+        owners = self._owners
+        has_paths = self._has_paths
+        kwlen = self._kwlen
+        if ends is not None:
+            live = bytearray(len(rules))
+            for ri in ends:
+                live[ri] = 1
+            for ri in gate.ungated if gate is not None else ():
+                live[ri] = 1
+        # per keyword, the owning rules that are live here and admit this path (lazily)
+        active: dict[int, tuple[tuple[int, int], ...]] = {}
+        last_end = [-1] * len(kwlen)
+        # the line [line_lo, line_hi) holding the last hit; a keyword never spans lines, so
+        # each line is searched for its ends once however many hits it holds
+        line_lo = line_hi = -1
         for start, ki in hits:
-            if start < last_end[ki]:
-                continue  # a periodic run ("aaaa...") repeating the same keyword
-            end = last_end[ki] = start + self._kwlen[ki]
+            own = active.get(ki)
+            if own is None:
+                own = active[ki] = tuple(
+                    (ri, rules[ri].window)
+                    for ri in owners[ki]
+                    if (live is None or live[ri])
+                    and (not has_paths[ri] or rules[ri].applies_to(ctx.path))
+                )
+            if not own or start < last_end[ki]:
+                continue  # no rule to run, or a periodic run ("aaaa...") repeating the keyword
+            end = last_end[ki] = start + kwlen[ki]
             line: tuple[int, int] | None = None
-            for ri in self._owners[ki]:
-                ok = allowed.get(ri)
-                if ok is None:
-                    ok = allowed[ri] = not self._has_paths[ri] or rules[ri].applies_to(ctx.path)
-                if not ok:
-                    continue
-                reach = rules[ri].window
+            for ri, reach in own:
                 if reach:
                     win = (max(0, start - reach), min(n, end + reach))
                 else:
                     if line is None:
-                        line = _line_window(data, start, end, newlines)
+                        if start < line_lo or end > line_hi:
+                            line_lo = data.rfind(b"\n", 0, start) + 1
+                            line_hi = data.find(b"\n", end)
+                            if line_hi < 0:
+                                line_hi = n
+                        line = (max(line_lo, start - LINE_REACH), min(line_hi, end + LINE_REACH))
                     win = line
                 merged = windows.get(ri)
                 if merged is None:
@@ -101,6 +133,8 @@ class PatternDetector:
                             merged[-1] = (last_lo, win[1])
                     else:
                         merged.append(win)
+        if ends is not None:
+            windows = _near_ends(windows, ends)
         return windows
 
     def scan(self, ctx: FileContext, data: bytes) -> Iterator[Hit]:
@@ -139,6 +173,26 @@ class PatternDetector:
                 continue
             kept.append((found.start, found.end))
             yield _hit(rule, found)
+
+
+def _near_ends(
+    windows: dict[int, list[tuple[int, int]]], ends: dict[int, list[int]]
+) -> dict[int, list[tuple[int, int]]]:
+    """Keep only the windows (lo, hi] that hold an end offset the gate reported for the rule."""
+    out: dict[int, list[tuple[int, int]]] = {}
+    for ri, wins in windows.items():
+        offs = ends.get(ri)
+        if offs is None:
+            out[ri] = wins  # an ungated rule: every window stays
+            continue
+        kept = []
+        for lo, hi in wins:
+            i = bisect_right(offs, lo)
+            if i < len(offs) and offs[i] <= hi:
+                kept.append((lo, hi))
+        if kept:
+            out[ri] = kept
+    return out
 
 
 def _max_prefix(spans: list[tuple[int, int]]) -> list[int]:

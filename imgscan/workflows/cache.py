@@ -65,12 +65,15 @@ def _event_to(e: FileEvent) -> list[Any]:
     ]
 
 
+_KINDS = {str(k): k for k in EntryKind}  # a dict lookup: EntryKind(value) is 10x slower
+
+
 def _event_from(layer: int, row: list[Any]) -> FileEvent:
     path, kind, mode, uid, gid, size, mtime, link, xattrs = row
     return FileEvent(
         layer,
         path,
-        EntryKind(kind),
+        _KINDS[kind],
         mode,
         uid,
         gid,
