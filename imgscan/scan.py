@@ -637,11 +637,8 @@ def file_identity(path: str) -> str:
     """``file:sha256:...`` of an archive's bytes (a compressed archive's own address)."""
     import hashlib
 
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return "file:sha256:" + h.hexdigest()
+        return "file:sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _from_image_cache(hit: ScanResult, reference: str, started: float) -> ScanResult:
