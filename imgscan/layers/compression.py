@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import zlib
 from typing import Any, BinaryIO, cast
 
 from imgscan.errors import LayerError
@@ -22,6 +23,20 @@ try:  # ISA-L inflates several times faster than zlib; stdlib gzip is the fallba
 except ImportError:  # pragma: no cover - depends on the platform's wheels
     _igzip = None
     HAVE_ISAL = False
+
+
+def stream_errors(compression: str) -> tuple[type[BaseException], ...]:
+    """What a reader of this compression raises on corrupt or truncated input."""
+    errors: list[type[BaseException]] = [EOFError, zlib.error, OSError, ValueError]
+    if compression == "gzip" and _igzip is not None:
+        from isal import isal_zlib
+
+        errors.append(cast(type[BaseException], isal_zlib.error))
+    elif compression == "zstd":
+        import pyzstd
+
+        errors.append(pyzstd.ZstdError)
+    return tuple(errors)
 
 
 def sniff(head: bytes) -> str:
