@@ -438,10 +438,10 @@ def assemble(
     files = {(lr.index, p): data for lr in layers for p, data in lr.files.items()}
     ctx = ImageContext(
         image=info,
-        visible=overlay.final(),
+        visible=overlay.final_view(),
         events=tuple(events),
         files=files,
-        states=overlay.states(),
+        states=overlay.states_view(),
         reference=reference or info.reference,
     )
     findings: list[Finding] = [f for lr in layers for f in lr.findings]

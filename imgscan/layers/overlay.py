@@ -9,7 +9,7 @@ or ``overwritten`` (replaced by a later write of the same path).
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from imgscan.model import EntryKind, FileEvent, PathState, Status
@@ -195,6 +195,14 @@ class Overlay:
                 out[key] = st
         return out
 
+    def states_view(self) -> Mapping[tuple[str, int], PathState]:
+        """``states()`` as a read-only view computed on access (no copy per version)."""
+        return _StatesView(self)
+
+    def final_view(self) -> Mapping[str, FileEvent]:
+        """``final()`` as a read-only view over the live tree (no copy per path)."""
+        return _FinalView(self)
+
     def final(self) -> dict[str, FileEvent]:
         """The final filesystem: path -> the event that put it there (implicit dirs omitted)."""
         return {p: n.event for p, n in self.visible.items() if not n.implicit}
@@ -209,6 +217,61 @@ class Overlay:
             if st is not None:
                 out[layer] = out.get(layer, 0) + ev.size
         return out
+
+
+class _StatesView(Mapping[tuple[str, int], PathState]):
+    """Every written version's state, computed on access: an image with hundreds of
+    thousands of entries would otherwise hold a second dict of them."""
+
+    __slots__ = ("_ov",)
+
+    def __init__(self, ov: Overlay) -> None:
+        self._ov = ov
+
+    def __getitem__(self, key: tuple[str, int]) -> PathState:
+        if key not in self._ov.written:
+            raise KeyError(key)
+        st = self._ov.state(*key)
+        if st is None:  # pragma: no cover - every written version has a state
+            raise KeyError(key)
+        return st
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._ov.written
+
+    def __iter__(self) -> Iterator[tuple[str, int]]:
+        return iter(self._ov.written)
+
+    def __len__(self) -> int:
+        return len(self._ov.written)
+
+
+class _FinalView(Mapping[str, FileEvent]):
+    """The final filesystem over the live tree, implicit parent directories left out."""
+
+    __slots__ = ("_len", "_ov")
+
+    def __init__(self, ov: Overlay) -> None:
+        self._ov = ov
+        self._len: int | None = None
+
+    def __getitem__(self, path: str) -> FileEvent:
+        node = self._ov.visible[path]
+        if node.implicit:
+            raise KeyError(path)
+        return node.event
+
+    def __contains__(self, path: object) -> bool:
+        node = self._ov.visible.get(path) if isinstance(path, str) else None
+        return node is not None and not node.implicit
+
+    def __iter__(self) -> Iterator[str]:
+        return (p for p, n in self._ov.visible.items() if not n.implicit)
+
+    def __len__(self) -> int:
+        if self._len is None:
+            self._len = sum(1 for n in self._ov.visible.values() if not n.implicit)
+        return self._len
 
 
 def build_overlay(events: Iterable[FileEvent]) -> Overlay:

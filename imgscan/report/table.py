@@ -168,6 +168,7 @@ def write_table(
 ) -> None:
     """Write the grouped findings table, suppressed and unscanned items, and a summary."""
     from tabulate import tabulate
+
     sup = suppressions or {}
     img = result.image
     head = f"Image: {clean(img.reference)}"
