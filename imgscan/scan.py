@@ -292,7 +292,13 @@ def apply_ownership(
         return list(findings)
     from imgscan.detect.ownership import PackageDB
 
-    db = PackageDB.from_files(files)
+    wanted: set[str] = set()
+    for f in findings:
+        if f.category is Category.SECRET and f.path:
+            outer = outer_path(f.path)
+            source = _pyc_source(outer)
+            wanted.update((outer, source) if source else (outer,))
+    db = PackageDB.from_files(files, wanted=wanted)
     hashes = {lr.index: lr.hashes for lr in layers}
     out = []
     for f in findings:

@@ -19,7 +19,7 @@ import posixpath
 import re
 import sqlite3
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -74,23 +74,49 @@ def _normalize_sha256(value: str | None) -> str | None:
     return h if h is not None and len(h) == 64 else None
 
 
-class PackageDB:
-    """Maps file paths to the package that installed them, with the expected digest."""
+class _Only(dict[str, Owner]):
+    """A dict that keeps only the wanted paths: the package databases of a big image list
+    hundreds of thousands of files, and only those with findings are ever looked up."""
 
-    def __init__(self, owners: Mapping[str, Owner] | None = None) -> None:
-        self._owners: dict[str, Owner] = dict(owners or {})
+    def __init__(self, wanted: Collection[str]) -> None:
+        super().__init__()
+        self._wanted = frozenset(wanted)
+
+    def __setitem__(self, key: str, value: Owner) -> None:
+        if key in self._wanted:
+            super().__setitem__(key, value)
+
+    def setdefault(self, key: str, default: Owner) -> Owner:
+        if key in self._wanted:
+            return super().setdefault(key, default)
+        return default
+
+
+class PackageDB:
+    """Maps file paths to the package that installed them, with the expected digest.
+
+    With ``wanted``, only those paths are kept (the rest are parsed and dropped).
+    """
+
+    def __init__(
+        self, owners: Mapping[str, Owner] | None = None, wanted: Collection[str] | None = None
+    ) -> None:
+        self._owners: dict[str, Owner] = _Only(wanted) if wanted is not None else {}
+        self._owners.update(owners or {})
 
     def __len__(self) -> int:
         return len(self._owners)
 
     @classmethod
-    def from_files(cls, files: Mapping[tuple[int, str], bytes]) -> PackageDB:
+    def from_files(
+        cls, files: Mapping[tuple[int, str], bytes], wanted: Collection[str] | None = None
+    ) -> PackageDB:
         """Build from captured files keyed by (layer, path); the newest layer's copy wins."""
         latest: dict[str, tuple[int, bytes]] = {}
         for (layer, path), content in files.items():
             if path not in latest or layer >= latest[path][0]:
                 latest[path] = (layer, content)
-        db = cls()
+        db = cls(wanted=wanted)
         # Apply in layer order so a later database overrides an earlier one for the same path.
         for path, (_layer, content) in sorted(latest.items(), key=lambda kv: (kv[1][0], kv[0])):
             db.add(path, content)
