@@ -697,20 +697,7 @@ class Bench:
             cmd = self.imgscan_cmd(out, [flag, str(cache)])
             if phase == "layers":
                 cmd[cmd.index(str(self.image))] = str(lg["image"])
-            r = measure(
-                cmd,
-                stdout=out.with_suffix(".stdout"),
-                stderr=out.with_suffix(".err"),
-                timeout=self.args.timeout,
-                env=self.imgscan_env,
-                cwd=REPO,
-            )
-            st = self._status(r, out, ok_rc=(0, 1), err=out.with_suffix(".err"))
-            res[phase] = {"wall": round(r.wall, 2), "cpu": round(r.cpu, 2), "status": st}
-            if st == "ok":
-                hits = parse_imgscan(out, self.ctx)
-                res[phase]["findings"] = len(hits)
-                res[phase]["recall"] = score(hits, self.truth)["recall"]
+            res[phase] = self._timed_imgscan(cmd, out)
         if res["cold"]["status"] == res["warm"]["status"] == "ok" and res["cold"]["wall"]:
             res["ratio"] = round(res["warm"]["wall"] / res["cold"]["wall"], 3)
             if res["layers"]["status"] == "ok":
@@ -721,6 +708,24 @@ class Bench:
         with contextlib.suppress(OSError):
             shutil.rmtree(cache) if cache.is_dir() else cache.unlink(missing_ok=True)
         res["registry"] = self.registry_rescan(flag)
+        return res
+
+    def _timed_imgscan(self, cmd: list[str], out: Path) -> dict[str, Any]:
+        """One measured imgscan run writing ``out``: wall, CPU, status and recall."""
+        r = measure(
+            cmd,
+            stdout=out.with_suffix(".stdout"),
+            stderr=out.with_suffix(".err"),
+            timeout=self.args.timeout,
+            env=self.imgscan_env,
+            cwd=REPO,
+        )
+        st = self._status(r, out, ok_rc=(0, 1), err=out.with_suffix(".err"))
+        res: dict[str, Any] = {"wall": round(r.wall, 2), "cpu": round(r.cpu, 2), "status": st}
+        if st == "ok":
+            hits = parse_imgscan(out, self.ctx)
+            res["findings"] = len(hits)
+            res["recall"] = score(hits, self.truth)["recall"]
         return res
 
     def registry_rescan(self, flag: str) -> dict[str, Any]:
@@ -749,20 +754,7 @@ class Bench:
                 out = self.out / f"imgscan-registry-{phase}.json"
                 cmd = self.imgscan_cmd(out, [flag, str(cache), "--insecure"])
                 cmd[cmd.index(str(self.image))] = ref
-                r = measure(
-                    cmd,
-                    stdout=out.with_suffix(".stdout"),
-                    stderr=out.with_suffix(".err"),
-                    timeout=self.args.timeout,
-                    env=self.imgscan_env,
-                    cwd=REPO,
-                )
-                st = self._status(r, out, ok_rc=(0, 1), err=out.with_suffix(".err"))
-                res[phase] = {"wall": round(r.wall, 2), "cpu": round(r.cpu, 2), "status": st}
-                if st == "ok":
-                    hits = parse_imgscan(out, self.ctx)
-                    res[phase]["findings"] = len(hits)
-                    res[phase]["recall"] = score(hits, self.truth)["recall"]
+                res[phase] = self._timed_imgscan(cmd, out)
         cache.unlink(missing_ok=True)
         if res["cold"]["status"] == res["warm"]["status"] == "ok" and res["cold"]["wall"]:
             res["ratio"] = round(res["warm"]["wall"] / res["cold"]["wall"], 3)

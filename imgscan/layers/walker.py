@@ -340,22 +340,7 @@ class _TarfileWalker(LayerWalker):
     tests and ``bench/walk_micro.py``; not used by the scan."""
 
     def _walk(self, raw: BinaryIO, what: str) -> Iterator[Entry]:
-        algo = (self.blob.digest or "sha256:").split(":", 1)[0]
-        outer = HashingReader(raw, algo=algo, what=what)
-        buffered = io.BufferedReader(outer, buffer_size=1 << 20)
-        comp = sniff(buffered.peek(8)[:8])
-        self.stats.compression = comp
-        inner: BinaryIO
-        if comp == "gzip":
-            inner = gzip_reader(cast(BinaryIO, buffered))
-        elif comp == "zstd":
-            inner = zstd_reader(cast(BinaryIO, buffered))
-        elif comp == "none":
-            inner = cast(BinaryIO, buffered)
-            # Stored bytes == tar bytes: one sha256 serves as blob digest and diff_id.
-            outer.hashing = algo != "sha256"
-        else:
-            raise LayerError(f"{what}: unsupported layer compression {comp}")
+        outer, buffered, comp, inner = self._open(raw, what)
         plain = HashingReader(inner, limit=self.limits.max_layer_bytes, what=what)
         try:
             tail = yield from self._entries(plain, what)
