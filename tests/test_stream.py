@@ -197,6 +197,24 @@ def test_unreferenced_garbage_member_is_ignored(tmp_path: Path, detectors: Detec
     assert _view(got) == _view(base)
 
 
+def test_an_archive_of_countless_members_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bookkeeping per member is small but not free: a flood of entries is an error."""
+    monkeypatch.setattr("imgscan.sources.stream.MAX_MEMBERS", 50)
+    plain = tmp_path / "flood.tar"
+    import io
+
+    with tarfile.open(plain, "w") as tf:
+        for i in range(60):
+            ti = tarfile.TarInfo(f"f{i}")
+            ti.size = 1
+            tf.addfile(ti, io.BytesIO(b"x"))
+    res = CliRunner().invoke(main, ["scan", str(_squeeze(plain, "gzip")), "-q"])
+    assert res.exit_code == 3
+    assert "more than 50 entries" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
 # -- caches --------------------------------------------------------------------------------------
 def _cli_json(*args: str) -> dict[str, Any]:
     res = CliRunner().invoke(main, ["scan", "--format", "json", "-q", *args])

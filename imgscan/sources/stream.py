@@ -35,6 +35,9 @@ from imgscan.sources.base import Image, SourceOptions
 # larger ones that look like JSON, up to the metadata limit; the rest are streamed.
 KEEP_BYTES = 1 << 20
 KEEP_TOTAL = 64 << 20
+# An image archive holds a few members per layer; a hostile one could hold millions, and
+# each costs a little bookkeeping here: past this many, it is refused.
+MAX_MEMBERS = 1 << 16
 
 
 @dataclass(slots=True)
@@ -169,6 +172,7 @@ class ArchiveStream:
 
     def _members(self, tf: tarfile.TarFile) -> Iterator[StreamedMember]:
         limit = self.options.max_metadata_bytes
+        count = 0
         while True:
             try:
                 info = tf.next()
@@ -176,6 +180,11 @@ class ArchiveStream:
                 raise self._fail(exc) from None
             if info is None:
                 return
+            count += 1
+            if count > MAX_MEMBERS:
+                raise SourceError(
+                    f"{self.path}: more than {MAX_MEMBERS} entries; not an image archive"
+                )
             tf.members = []  # type: ignore[attr-defined]  # else every TarInfo is kept
             try:
                 name = safe_member_name(info.name.lstrip("/") or ".", self.path)
@@ -280,4 +289,11 @@ class _Prefixed(io.RawIOBase):
         return n
 
 
-__all__ = ["KEEP_BYTES", "ArchiveStream", "MemoryStore", "StreamedMember", "is_compressed_archive"]
+__all__ = [
+    "KEEP_BYTES",
+    "MAX_MEMBERS",
+    "ArchiveStream",
+    "MemoryStore",
+    "StreamedMember",
+    "is_compressed_archive",
+]
