@@ -494,7 +494,16 @@ class Bench:
         self.out.mkdir(exist_ok=True)
         self.extract_dir = self.tmp / f"extract-x{meta['size_factor']}"
         self.env = dict(os.environ, TMPDIR=str(self.tmp))
+        # As installed by pip: with the bytecode compiled (pip does it at install time), not
+        # recompiled from source on every start, which PYTHONDONTWRITEBYTECODE would force.
         self.imgscan_env = dict(self.env, PYTHONPATH=str(REPO))
+        self.imgscan_env.pop("PYTHONDONTWRITEBYTECODE", None)
+        subprocess.run(
+            [sys.executable, "-m", "compileall", "-q", str(REPO / "imgscan")],
+            env=self.imgscan_env,
+            stdout=subprocess.DEVNULL,
+            check=False,
+        )
         with tarfile.open(self.image, "r:*") as tf:
             m = json.load(tf.extractfile("manifest.json"))[0]  # type: ignore[arg-type]
         self.ctx = {

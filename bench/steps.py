@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         for sha, path in order:
             report = out / f"{sha[:12]}-r{rnd}.json"
             env = dict(os.environ, PYTHONPATH=str(path))
+            env.pop("PYTHONDONTWRITEBYTECODE", None)  # as installed: bytecode compiled once
             cmd = [sys.executable, "-m", "imgscan.cli", "scan", a.image, "--format", "json"]
             r = measure(
                 [*cmd, "-o", str(report), "-q"],

@@ -17,7 +17,7 @@ import click
 
 from imgscan import __version__
 from imgscan.errors import ConfigError, ImgscanError
-from imgscan.layers.walker import WalkLimits
+from imgscan.layers.limits import WalkLimits
 from imgscan.model import Severity
 from imgscan.sources.base import SourceOptions
 

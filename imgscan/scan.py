@@ -13,30 +13,18 @@ import dataclasses
 import functools
 import io
 import json
-import multiprocessing
 import os
 import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from imgscan.detect.base import ContentDetector, FileContext, ImageAnalyzer, ImageContext
-from imgscan.detect.engine import (
-    ContentScanner,
-    EngineOptions,
-    FileScan,
-    OutsideVendorTrees,
-    file_digests,
-)
 from imgscan.errors import LayerError
-from imgscan.layers import capture
-from imgscan.layers.compression import LayerLimitExceeded
-from imgscan.layers.overlay import Overlay, build_overlay
-from imgscan.layers.walker import LayerWalker, WalkLimits
+from imgscan.layers.limits import WalkLimits
 from imgscan.model import (
     Category,
     EntryKind,
@@ -49,8 +37,13 @@ from imgscan.model import (
     Unscanned,
 )
 from imgscan.sources.base import Image, LayerBlob, SourceOptions
-from imgscan.sources.resolve import PathSource, resolve
-from imgscan.sources.stream import is_compressed_archive
+
+if TYPE_CHECKING:  # the walker, detectors and sources load when a scan needs them, so that
+    # an answer from the verdict cache (and --help) starts without them
+    from concurrent.futures import Future
+
+    from imgscan.detect.engine import ContentScanner, FileScan
+    from imgscan.layers.overlay import Overlay
 
 ProgressFn = Callable[[int, int, int], None]  # (layer index, layers total, bytes read in layer)
 
@@ -115,6 +108,8 @@ class Detectors:
 
 def build_detectors(options: ScanOptions) -> Detectors:
     """Instantiate the content detectors and image analyzers the options ask for."""
+    from imgscan.detect.engine import ContentScanner, EngineOptions, OutsideVendorTrees
+
     content: list[ContentDetector] = []
     analyzers: list[ImageAnalyzer] = []
     ruleset_hash = ""
@@ -165,6 +160,10 @@ def scan_layer(
     pool: DetectionPool | None = None,
 ) -> LayerResult:
     """Walk one layer blob once: record every entry, scan regular files, capture small ones."""
+    from imgscan.layers import capture
+    from imgscan.layers.compression import LayerLimitExceeded
+    from imgscan.layers.walker import LayerWalker
+
     t0 = time.perf_counter()
     walker = LayerWalker(blob, limits)
     events: list[FileEvent] = []
@@ -439,6 +438,8 @@ def assemble(
     include_package_files: bool = False,
 ) -> ScanResult:
     """Combine per-layer results into the image's ScanResult."""
+    from imgscan.layers.overlay import build_overlay
+
     events = [e for lr in layers for e in lr.events]
     overlay = build_overlay(events)
     files = {(lr.index, p): data for lr in layers for p, data in lr.files.items()}
@@ -504,6 +505,8 @@ _POOL_DETECTORS: dict[str, Detectors] = {}
 
 def _detect_batch(items: list[tuple[FileContext, bytes]]) -> list[FileScan]:
     """In a worker process: run the (fork-inherited) detectors over whole small files."""
+    from imgscan.detect.engine import FileScan, file_digests
+
     det = _POOL_DETECTORS["det"]
     out = []
     for ctx, data in items:
@@ -527,6 +530,9 @@ class DetectionPool:
     BATCH_FILES = 512
 
     def __init__(self, det: Detectors, jobs: int) -> None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
         _POOL_DETECTORS["det"] = det  # inherited by the forked workers, never pickled
         self.pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"))
         self.max_inflight = jobs * 3
@@ -884,6 +890,9 @@ def scan_image(
     reference: str, options: ScanOptions | None = None, progress: ProgressFn | None = None
 ) -> ScanResult:
     """Resolve ``reference`` to a source, scan every layer and the config, return the result."""
+    from imgscan.sources.resolve import PathSource, resolve
+    from imgscan.sources.stream import is_compressed_archive
+
     opts = options or ScanOptions()
     source = resolve(reference, opts.source, opts.source_kind, opts.registry or None)
     if isinstance(source, PathSource) and is_compressed_archive(source.path):
@@ -925,6 +934,9 @@ def layer_forensics(
     reference: str, options: ScanOptions | None = None, progress: ProgressFn | None = None
 ) -> Forensics:
     """Walk every layer (no content detectors) and describe what each one did."""
+    from imgscan.layers.overlay import build_overlay
+    from imgscan.sources.resolve import resolve
+
     opts = options or ScanOptions()
     source = resolve(reference, opts.source, opts.source_kind, opts.registry or None)
     with source.open() as image:

@@ -23,6 +23,7 @@ from imgscan.layers.compression import (
     stream_errors,
     zstd_reader,
 )
+from imgscan.layers.limits import WalkLimits
 from imgscan.layers.tarstream import Member, TarReader, TarStream, sparse_problem
 from imgscan.model import NO_XATTRS, EntryKind, FileEvent, Unscanned
 from imgscan.sources.base import LayerBlob
@@ -30,16 +31,6 @@ from imgscan.sources.base import LayerBlob
 WHITEOUT_PREFIX = ".wh."
 _MAX_SHARED_INTS = 1 << 16  # distinct mode/mtime values shared per layer (bounded)
 OPAQUE_MARKER = ".wh..wh..opq"
-
-
-@dataclass(frozen=True, slots=True)
-class WalkLimits:
-    """Bounds that keep a hostile layer from eating time, memory or disk."""
-
-    max_layer_bytes: int = 64 * 1024**3  # uncompressed bytes per layer (bomb cap)
-    max_file_bytes: int = 4 * 1024**3  # content scanned per file; beyond is reported
-    chunk_size: int = 8 * 1024 * 1024
-    overlap: int = 64 * 1024
 
 
 @dataclass(slots=True)
