@@ -653,7 +653,12 @@ def file_identity(path: str) -> str:
         return "file:sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def _from_image_cache(hit: ScanResult, reference: str, started: float) -> ScanResult:
+def _answered(cache: Any, key: str, reference: str, started: float) -> ScanResult | None:
+    """The whole image's result from the cache (which is then closed), or None."""
+    hit: ScanResult | None = cache.get_image(key)
+    if hit is None:
+        return None
+    cache.close()
     info = dataclasses.replace(hit.image, reference=reference or hit.image.reference)
     stats = {
         **hit.stats,
@@ -674,25 +679,12 @@ def _open_verdict_cache(options: ScanOptions) -> Any:
     return open_cache(options.cache_path)
 
 
-def _check_bound(lr: LayerResult, blob: LayerBlob) -> None:
-    """A layer scanned before its place was known must match the manifest and config."""
-    what = f"layer {blob.index} ({(blob.digest or blob.diff_id or '?')[:19]})"
-    if blob.digest and lr.digest and lr.digest != blob.digest:
-        raise LayerError(
-            f"{what}: blob digest mismatch (manifest says {blob.digest}, content is {lr.digest})"
-        )
-    if blob.diff_id and lr.diff_id and lr.diff_id != blob.diff_id:
-        raise LayerError(
-            f"{what}: diff_id mismatch (config says {blob.diff_id}, "
-            f"uncompressed content is {lr.diff_id})"
-        )
-
-
 def _relabel(exc: LayerError, blob: LayerBlob) -> LayerError:
     """A candidate layer's error, renamed after the layer it turned out to be."""
-    what = f"layer {blob.index} ({(blob.digest or blob.diff_id or '?')[:19]})"
+    from imgscan.layers.walker import layer_label
+
     rest = str(exc).split(": ", 1)[-1]
-    return LayerError(f"{what}: {rest}")
+    return LayerError(f"{layer_label(blob)}: {rest}")
 
 
 def _same(reader: BinaryIO) -> BinaryIO:
@@ -724,13 +716,12 @@ def scan_opened(
     """Scan an already opened image, reusing cached image and layer results where possible."""
     started = time.perf_counter()
     cache = _open_verdict_cache(options)
-    ikey = None
+    ikeys: list[str] = []
     if cache is not None:
-        ikey = image_key(image_identity(image.info), options, reference)
-        hit = cache.get_image(ikey)
+        ikeys.append(image_key(image_identity(image.info), options, reference))
+        hit = _answered(cache, ikeys[0], reference, started)
         if hit is not None:
-            cache.close()
-            return _from_image_cache(hit, reference, started)
+            return hit
     det = detectors or build_detectors(options)
     tag = options_tag(options)
     results: dict[int, LayerResult] = {}
@@ -761,7 +752,7 @@ def scan_opened(
         if pool is not None:
             pool.close()
     ordered = [results[b.index] for b in image.blobs]
-    return _finish(image, ordered, det, options, cache, ikey, reference, started, len(todo))
+    return _finish(image, ordered, det, options, cache, ikeys, reference, started, len(todo))
 
 
 def _finish(
@@ -770,11 +761,12 @@ def _finish(
     det: Detectors,
     options: ScanOptions,
     cache: Any,
-    ikey: str | None,
+    ikeys: Sequence[str],
     reference: str,
     started: float,
     scanned: int,
 ) -> ScanResult:
+    """Assemble the image, add the cache figures, store the result under ``ikeys``."""
     result = assemble(
         image.info,
         ordered,
@@ -790,8 +782,8 @@ def _finish(
     }
     result = dataclasses.replace(result, stats={**result.stats, **extra})
     if cache is not None:
-        if ikey is not None:
-            cache.put_image(ikey, result)
+        for key in ikeys:
+            cache.put_image(key, result)
         cache.close()
     return result
 
@@ -812,17 +804,17 @@ def scan_streamed(
     indexes and checked against the manifest's and config's digests. A layer met by
     its blob digest that the cache already knows is only hashed, not scanned.
     """
+    from imgscan.layers.walker import check_digests, layer_label
     from imgscan.sources.stream import ArchiveStream
 
     started = time.perf_counter()
     cache = _open_verdict_cache(options)
-    fkey = None
+    ikeys: list[str] = []
     if cache is not None:
-        fkey = image_key(file_identity(path), options, reference)
-        hit = cache.get_image(fkey)
+        ikeys.append(image_key(file_identity(path), options, reference))
+        hit = _answered(cache, ikeys[0], reference, started)
         if hit is not None:
-            cache.close()
-            return _from_image_cache(hit, reference, started)
+            return hit
     det = detectors or build_detectors(options)
     tag = options_tag(options)
     from imgscan.workflows.cache import cache_key
@@ -835,20 +827,19 @@ def scan_streamed(
     scanned = 0
     try:
         for n, m in enumerate(stream.members()):
-            what = f"layer {n} ({(m.digest or m.name)[:19]})"
-            if cache is not None and m.digest:
-                hit = cache.get_alias(cache_key(m.digest, det.ruleset_hash, tag), n)
-                if hit is not None:
-                    try:
-                        _verify_stream(m.reader, m.digest, what)
-                        found[m.name] = dataclasses.replace(hit, digest=m.digest)
-                    except LayerError as exc:
-                        found[m.name] = exc
-                    continue
             reader: BinaryIO = m.reader
             blob = LayerBlob(
                 n, m.digest, None, m.size, None, functools.partial(_same, reader), name=m.name
             )
+            if cache is not None and m.digest:
+                hit = cache.get_alias(cache_key(m.digest, det.ruleset_hash, tag), n)
+                if hit is not None:
+                    try:
+                        _verify_stream(reader, m.digest, layer_label(blob))
+                        found[m.name] = dataclasses.replace(hit, digest=m.digest)
+                    except LayerError as exc:
+                        found[m.name] = exc
+                    continue
             try:
                 found[m.name] = scan_layer(blob, det, options.limits, progress, 0, pool=pool)
                 scanned += 1
@@ -866,10 +857,11 @@ def scan_streamed(
             elif isinstance(got, LayerError):
                 raise _relabel(got, b)
             else:
-                _check_bound(got, b)
+                # scanned before its place was known: it must match the manifest and config
+                check_digests(b, got.digest, got.diff_id)
                 lr = got.rebind(b.index)
             ordered.append(lr)
-            if cache is not None and key and layer_id:
+            if cache is not None and key:
                 if not cache.has(key):
                     cache.put(key, layer_id, lr)
                 if b.digest:
@@ -877,13 +869,9 @@ def scan_streamed(
     finally:
         if pool is not None:
             pool.close()
-    result = _finish(image, ordered, det, options, cache, None, reference, started, scanned)
-    if cache is not None and fkey is not None:
-        cache = _open_verdict_cache(options)
-        cache.put_image(fkey, result)
-        cache.put_image(image_key(image_identity(image.info), options, reference), result)
-        cache.close()
-    return result
+    if cache is not None:  # under the file's digest and under the image's own identity
+        ikeys.append(image_key(image_identity(image.info), options, reference))
+    return _finish(image, ordered, det, options, cache, ikeys, reference, started, scanned)
 
 
 def scan_image(

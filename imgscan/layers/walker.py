@@ -141,6 +141,30 @@ def _int_mtime(value: int | float) -> int:
         return 0
 
 
+def layer_label(blob: LayerBlob) -> str:
+    """How errors name a layer: ``layer 2 (sha256:0123456789ab)``."""
+    d = blob.digest or blob.diff_id or "?"
+    return f"layer {blob.index} ({d[:19]})"
+
+
+def check_digests(blob: LayerBlob, digest: str | None, diff_id: str | None) -> None:
+    """A LayerError naming the layer when the computed digests differ from the blob's.
+
+    ``digest`` is that of the stored bytes and ``diff_id`` that of the uncompressed tar;
+    either may be None (not computed: the layer was cut at the bomb cap).
+    """
+    what = layer_label(blob)
+    if blob.digest and digest and digest != blob.digest:
+        raise LayerError(
+            f"{what}: blob digest mismatch (manifest says {blob.digest}, content is {digest})"
+        )
+    if blob.diff_id and diff_id and diff_id != blob.diff_id:
+        raise LayerError(
+            f"{what}: diff_id mismatch (config says {blob.diff_id}, "
+            f"uncompressed content is {diff_id})"
+        )
+
+
 class LayerWalker:
     """Iterate the entries of one layer blob; check digests when the stream ends."""
 
@@ -150,12 +174,8 @@ class LayerWalker:
         self.stats = WalkStats()
         self._ints: dict[int, int] = {}
 
-    def _what(self) -> str:
-        d = self.blob.digest or self.blob.diff_id or "?"
-        return f"layer {self.blob.index} ({d[:19]})"
-
     def __iter__(self) -> Iterator[Entry]:
-        what = self._what()
+        what = layer_label(self.blob)
         try:
             raw = self.blob.open()
         except LayerError:
@@ -211,16 +231,7 @@ class LayerWalker:
         self.stats.compressed_bytes = outer.count
         stored = outer.digest() if outer.hashing else plain_digest
         self.stats.digest, self.stats.diff_id = stored, plain_digest
-        if self.blob.digest and stored != self.blob.digest:
-            raise LayerError(
-                f"{what}: blob digest mismatch (manifest says {self.blob.digest}, "
-                f"content is {stored})"
-            )
-        if self.blob.diff_id and plain_digest != self.blob.diff_id:
-            raise LayerError(
-                f"{what}: diff_id mismatch (config says {self.blob.diff_id}, "
-                f"uncompressed content is {plain_digest})"
-            )
+        check_digests(self.blob, stored, plain_digest)
 
     def record_limit(self, path: str) -> None:
         """Note that the layer hit the uncompressed-bytes cap (while reading ``path``)."""
@@ -351,20 +362,7 @@ class _TarfileWalker(LayerWalker):
             raise LayerError(f"{what}: corrupt or truncated {comp} stream ({msg})") from None
         except tarfile.TarError as exc:
             raise LayerError(f"{what}: corrupt tar stream ({exc})") from None
-        self.stats.uncompressed_bytes = plain.count
-        self.stats.compressed_bytes = outer.count
-        stored = outer.digest() if outer.hashing else plain.digest()
-        self.stats.digest, self.stats.diff_id = stored, plain.digest()
-        if self.blob.digest and stored != self.blob.digest:
-            raise LayerError(
-                f"{what}: blob digest mismatch (manifest says {self.blob.digest}, "
-                f"content is {stored})"
-            )
-        if self.blob.diff_id and plain.digest() != self.blob.diff_id:
-            raise LayerError(
-                f"{what}: diff_id mismatch (config says {self.blob.diff_id}, "
-                f"uncompressed content is {plain.digest()})"
-            )
+        self._verify(outer, plain.digest(), plain.count, what)
 
     @staticmethod
     def _check_tail(tail: tuple[BinaryIO, int], what: str) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import posixpath
 import tarfile
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import BinaryIO, cast
 
 from imgscan.errors import SourceError
 from imgscan.sources.archive import (
+    _GZIP_MAGIC,
     _MAX_LINK_DEPTH,
     _ZSTD_MAGIC,
     _digest_of_blob_name,
@@ -38,6 +38,9 @@ KEEP_TOTAL = 64 << 20
 # An image archive holds a few members per layer; a hostile one could hold millions, and
 # each costs a little bookkeeping here: past this many, it is refused.
 MAX_MEMBERS = 1 << 16
+# What tarfile's stream mode raises on a broken outer tar (decompression errors arrive as
+# SourceErrors from _Raw already).
+_TAR_ERRORS = (tarfile.TarError, OSError, EOFError, ValueError)
 
 
 @dataclass(slots=True)
@@ -120,7 +123,7 @@ def is_compressed_archive(path: str) -> bool:
             magic = f.read(4)
     except OSError:
         return False
-    return magic.startswith(b"\x1f\x8b") or magic.startswith(_ZSTD_MAGIC)
+    return magic.startswith(_GZIP_MAGIC) or magic.startswith(_ZSTD_MAGIC)
 
 
 class ArchiveStream:
@@ -145,22 +148,17 @@ class ArchiveStream:
         except OSError as exc:
             raise SourceError(f"{self.path}: cannot read ({exc.strerror})") from None
         try:
-            magic = raw.read(4)
+            from imgscan.layers.compression import gzip_reader, stream_errors, zstd_reader
+
+            comp = "gzip" if raw.read(4).startswith(_GZIP_MAGIC) else "zstd"
             raw.seek(0)
-            src: BinaryIO
-            if magic.startswith(b"\x1f\x8b"):
-                from imgscan.layers.compression import gzip_reader
-
-                src = gzip_reader(raw)
-            else:
-                from imgscan.layers.compression import zstd_reader
-
-                src = zstd_reader(raw)
+            src = gzip_reader(raw) if comp == "gzip" else zstd_reader(raw)
             what = f"{self.path}: corrupt compressed archive"
-            buffered = io.BufferedReader(cast(io.RawIOBase, _Raw(src, what)), buffer_size=1 << 20)
+            raw_io = _Raw(src, what, stream_errors(comp))
+            buffered = io.BufferedReader(cast(io.RawIOBase, raw_io), buffer_size=1 << 20)
             try:
                 tf = tarfile.open(fileobj=buffered, mode="r|")  # noqa: SIM115
-            except (tarfile.TarError, OSError, EOFError, zlib.error, ValueError) as exc:
+            except _TAR_ERRORS as exc:
                 raise self._fail(exc) from None
             try:
                 yield from self._members(tf)
@@ -176,7 +174,7 @@ class ArchiveStream:
         while True:
             try:
                 info = tf.next()
-            except (tarfile.TarError, OSError, EOFError, zlib.error, ValueError) as exc:
+            except _TAR_ERRORS as exc:
                 raise self._fail(exc) from None
             if info is None:
                 return
@@ -199,7 +197,8 @@ class ArchiveStream:
                 f = tf.extractfile(info)
                 if f is None:
                     continue
-                head = f.read(min(info.size, KEEP_BYTES) if info.size <= KEEP_BYTES else 1)
+                # all of a small member; of a large one, the first byte (is it JSON?)
+                head = f.read(info.size if info.size <= KEEP_BYTES else 1)
                 keep = info.size <= KEEP_BYTES or (head[:1] in (b"{", b"[") and info.size <= limit)
                 if keep and self.store.kept_bytes + info.size <= KEEP_TOTAL:
                     data = head + f.read(info.size - len(head))
@@ -207,7 +206,7 @@ class ArchiveStream:
                         raise EOFError(f"{name} is truncated")
                     self.store.add(name, info.size, data)
                     continue
-            except (tarfile.TarError, OSError, EOFError, zlib.error, ValueError) as exc:
+            except _TAR_ERRORS as exc:
                 raise self._fail(exc) from None
             self.store.add(name, info.size, None)
             reader = cast(
@@ -226,21 +225,6 @@ class ArchiveStream:
         return self.store.resolve(name)
 
 
-def _decompress_errors() -> tuple[type[BaseException], ...]:
-    """What zlib, ISA-L and zstd raise on a corrupt or truncated stream."""
-    errors: list[type[BaseException]] = [EOFError, zlib.error, OSError, ValueError]
-    try:
-        from isal import isal_zlib
-
-        errors.append(cast(type[BaseException], isal_zlib.error))
-    except ImportError:  # pragma: no cover - the pure fallback
-        pass
-    import pyzstd
-
-    errors.append(pyzstd.ZstdError)
-    return tuple(errors)
-
-
 class _Raw(io.RawIOBase):
     """A raw-IO face for a decompressor's reader, so BufferedReader can sit on it.
 
@@ -248,10 +232,10 @@ class _Raw(io.RawIOBase):
     reading a member, or the outer tar), so it becomes one SourceError here.
     """
 
-    def __init__(self, inner: BinaryIO, what: str) -> None:
+    def __init__(self, inner: BinaryIO, what: str, errors: tuple[type[BaseException], ...]) -> None:
         self._inner = inner
         self._what = what
-        self._errors = _decompress_errors()
+        self._errors = errors
 
     def readable(self) -> bool:
         return True
