@@ -163,3 +163,16 @@ class ScanResult:
     findings: tuple[Finding, ...]
     unscanned: tuple[Unscanned, ...]
     stats: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+def finding_order(f: Finding) -> tuple[Any, ...]:
+    """Deterministic order: severity (worst first), layer, path, line, rule, location."""
+    return (
+        -f.severity.rank,
+        f.layer if f.layer is not None else -1,
+        f.path or "",
+        f.line or 0,
+        f.rule,
+        f.location or "",
+        f.fingerprint,
+    )

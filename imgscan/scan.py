@@ -35,6 +35,7 @@ from imgscan.model import (
     Severity,
     Status,
     Unscanned,
+    finding_order,
 )
 from imgscan.sources.base import Image, LayerBlob, SourceOptions
 
@@ -252,18 +253,6 @@ def outer_path(path: str) -> str:
     return path.split("!", 1)[0]
 
 
-def _sort_key(f: Finding) -> tuple[Any, ...]:
-    return (
-        -f.severity.rank,
-        f.layer if f.layer is not None else -1,
-        f.path or "",
-        f.line or 0,
-        f.rule,
-        f.location or "",
-        f.fingerprint,
-    )
-
-
 _RAISED = {
     Severity.INFO: Severity.LOW,
     Severity.LOW: Severity.MEDIUM,
@@ -425,7 +414,7 @@ def finalize(image: ImageInfo, findings: Iterable[Finding], overlay: Overlay) ->
         g = dataclasses.replace(f, **updates) if updates else f
         key = (g.fingerprint, g.layer, g.path, g.line, g.location, g.rule)
         out.setdefault(key, g)
-    return sorted(out.values(), key=_sort_key)
+    return sorted(out.values(), key=finding_order)
 
 
 def assemble(

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, TextIO
+from typing import TextIO
 
-from imgscan.model import Finding, ScanResult, Severity, Status
+from imgscan.model import Finding, ScanResult, Severity, Status, finding_order
 
 _SEV_COLOR = {
     Severity.CRITICAL: "1;31",
@@ -28,17 +28,7 @@ VALUE_WIDTH = 60
 MAX_SUPPRESSED_ROWS = 20  # accepted findings are listed in full in JSON and SARIF
 
 
-def sort_key(f: Finding) -> tuple[Any, ...]:
-    """Deterministic order: severity (worst first), layer, path, line, rule, location."""
-    return (
-        -f.severity.rank,
-        f.layer if f.layer is not None else -1,
-        f.path or "",
-        f.line or 0,
-        f.rule,
-        f.location or "",
-        f.fingerprint,
-    )
+sort_key = finding_order  # the reports list findings in the pipeline's own order
 
 
 def clean(text: str) -> str:
