@@ -36,6 +36,7 @@ from imgscan.errors import ConfigError
 from imgscan.findings.baseline import Baseline, load_baseline, suppressed_fingerprints
 from imgscan.gate import Policy, parse_categories, parse_severity, parse_states
 from imgscan.model import Finding, ScanResult, Severity
+from imgscan.userfile import read_bounded
 
 CONFIG_NAME = ".imgscan.toml"
 PYPROJECT = "pyproject.toml"
@@ -223,13 +224,7 @@ def config_from_mapping(data: Mapping[str, Any], source: str, base_dir: Path) ->
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read(_MAX_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
-    if len(raw) > _MAX_BYTES:
-        raise ConfigError(f"{path}: larger than {_MAX_BYTES} bytes")
+    raw = read_bounded(path, _MAX_BYTES, str(path))
     try:
         return tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:

@@ -12,6 +12,7 @@ from typing import Any
 
 from imgscan.errors import ConfigError
 from imgscan.model import Finding, ScanResult
+from imgscan.userfile import read_bounded
 
 BASELINE_VERSION = 1
 DEFAULT_REASON = "accepted in baseline"
@@ -214,13 +215,7 @@ def baseline_from_dict(data: object, what: str) -> Baseline:
 def load_baseline(path: str | os.PathLike[str]) -> Baseline:
     """Read and validate a baseline file; any problem is a one-line ConfigError."""
     what = f"baseline {os.fspath(path)}"
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read(_MAX_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(f"{what}: cannot read ({exc.strerror})") from None
-    if len(raw) > _MAX_BYTES:
-        raise ConfigError(f"{what}: larger than {_MAX_BYTES} bytes")
+    raw = read_bounded(path, _MAX_BYTES, what)
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
