@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import os
@@ -438,7 +439,7 @@ def open_path(path: str, options: SourceOptions, reference: str | None = None) -
     ref = reference or path
     tag = reference if reference and reference != path else None
     if p.is_dir():
-        yield _open_store(DirStore(p), options, ref, tag)
+        yield dataclasses.replace(_open_store(DirStore(p), options, ref, tag), local_path=path)
         return
     if not p.is_file():
         raise SourceError(f"{path}: no such file or directory")
@@ -452,7 +453,7 @@ def open_path(path: str, options: SourceOptions, reference: str | None = None) -
             tar_path = stack.enter_context(_decompressed_copy(p, options))
         store = TarStore(tar_path, label=path)
         stack.callback(store.close)
-        yield _open_store(store, options, ref, tag)
+        yield dataclasses.replace(_open_store(store, options, ref, tag), local_path=path)
 
 
 def looks_like_image_path(path: str) -> bool:

@@ -35,6 +35,11 @@ class Image:
     blobs: tuple[LayerBlob, ...]
     # The config document exactly as stored (keeps the image ID when pushing it on).
     config_bytes: bytes | None = None
+    # The archive file or layout directory, for an image read from local disk. There the
+    # digests in names and manifests are claims anyone with write access could leave
+    # behind while changing the bytes, so the verdict cache keys such an image on a hash
+    # of its bytes (registries and engines address content by digest themselves).
+    local_path: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
