@@ -480,6 +480,48 @@ def _help(cmd: list[str], env: dict[str, str] | None = None) -> str:
     return p.stdout + p.stderr
 
 
+def _source_stamp() -> str:
+    """A digest of what a pip install of the repo depends on: metadata, code and rules."""
+    h = hashlib.sha256()
+    files = [REPO / "pyproject.toml", *sorted((REPO / "imgscan").rglob("*.py"))]
+    files += sorted((REPO / "signatures").glob("*.toml"))
+    for f in files:
+        h.update(str(f.relative_to(REPO)).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def installed_venv() -> Path:
+    """The python of a venv with imgscan pip-installed (not editable), as a user has it.
+
+    Built once into bench/.work/venv with the ``fast`` extra; imgscan itself is
+    reinstalled (without its dependencies) whenever its source changes. This keeps
+    what is not imgscan's out of its figures: a dev checkout's editable-install finder
+    and whatever .pth files the machine's own site-packages run on every start.
+    """
+    venv = build_image.work_dir() / "venv"
+    py = venv / "bin" / "python"
+    stamp = venv / "imgscan.stamp"
+    want = _source_stamp()
+    if py.exists() and stamp.exists() and stamp.read_text() == want:
+        return py
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    if not py.exists():
+        log("bench venv: creating, installing imgscan[fast] and its dependencies ...")
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run(
+            [str(py), "-m", "pip", "install", "-q", f"{REPO}[fast]"], env=env, check=True
+        )
+    else:
+        log("bench venv: reinstalling imgscan from the changed source ...")
+        subprocess.run(
+            [str(py), "-m", "pip", "install", "-q", "--force-reinstall", "--no-deps", str(REPO)],
+            env=env,
+            check=True,
+        )
+    stamp.write_text(want)
+    return py
+
+
 class Bench:
     """State of one benchmark session."""
 
@@ -496,14 +538,19 @@ class Bench:
         self.env = dict(os.environ, TMPDIR=str(self.tmp))
         # As installed by pip: with the bytecode compiled (pip does it at install time), not
         # recompiled from source on every start, which PYTHONDONTWRITEBYTECODE would force.
-        self.imgscan_env = dict(self.env, PYTHONPATH=str(REPO))
+        self.imgscan_env = dict(self.env)
         self.imgscan_env.pop("PYTHONDONTWRITEBYTECODE", None)
-        subprocess.run(
-            [sys.executable, "-m", "compileall", "-q", str(REPO / "imgscan")],
-            env=self.imgscan_env,
-            stdout=subprocess.DEVNULL,
-            check=False,
-        )
+        if args.imgscan_from == "venv":
+            self.python = str(installed_venv())
+        else:
+            self.python = sys.executable
+            self.imgscan_env["PYTHONPATH"] = str(REPO)
+            subprocess.run(
+                [sys.executable, "-m", "compileall", "-q", str(REPO / "imgscan")],
+                env=self.imgscan_env,
+                stdout=subprocess.DEVNULL,
+                check=False,
+            )
         with tarfile.open(self.image, "r:*") as tf:
             m = json.load(tf.extractfile("manifest.json"))[0]  # type: ignore[arg-type]
         self.ctx = {
@@ -513,9 +560,9 @@ class Bench:
         self.extraction: dict[str, Any] | None = None
 
     def imgscan_cmd(self, out: Path, extra: list[str] | None = None) -> list[str]:
-        """The imgscan command line (source tree, JSON to a file)."""
+        """The imgscan command line (JSON to a file)."""
         return [
-            sys.executable,
+            self.python,
             "-m",
             "imgscan.cli",
             "scan",
@@ -688,7 +735,7 @@ class Bench:
 
     def cache_rescan(self) -> dict[str, Any]:
         """Cold scan with an empty verdict cache, then a rescan; their wall-time ratio."""
-        h = _help([sys.executable, "-m", "imgscan.cli", "scan", "--help"], self.imgscan_env)
+        h = _help([self.python, "-m", "imgscan.cli", "scan", "--help"], self.imgscan_env)
         flag = "--cache-dir" if "--cache-dir" in h else "--cache" if "--cache " in h else None
         if flag is None:
             return {"status": "not available (imgscan scan has no --cache-dir / --cache)"}
@@ -800,7 +847,12 @@ def render_md(res: dict[str, Any]) -> str:
         f"secrets, {m['decoys']} decoys; rootfs: {m['rootfs_origin']}; image build "
         f"{m['build_seconds']} s. Host: {res['host']['cpus']} CPUs, TMPDIR={res['tmpdir']}. "
         f"Median of {res['repeat']} round(s); ratios vs kingfisher (TMPDIR as above) and "
-        "kingfisher-tmpfs (TMPDIR=/dev/shm).",
+        "kingfisher-tmpfs (TMPDIR=/dev/shm). imgscan ran "
+        + (
+            "pip-installed in a venv (bench/.work/venv)."
+            if res.get("imgscan_from") == "venv"
+            else "from the source tree (PYTHONPATH)."
+        ),
         "",
         "| tool | status | wall s | CPU s | peak MB (proc RSS / tree RSS / tree PSS) | MB/s "
         "| wall × kf "
@@ -963,6 +1015,12 @@ def main() -> int:
     ap.add_argument(
         "--scaling", action="store_true", help="also time imgscan on the --size-factor 10 image"
     )
+    ap.add_argument(
+        "--imgscan-from",
+        choices=("venv", "source"),
+        default="venv",
+        help="run imgscan pip-installed in bench/.work/venv (default) or from this source tree",
+    )
     ap.add_argument("--keep-extract", action="store_true")
     ap.add_argument("--update-readme", action="store_true", help="write the table into README")
     a = ap.parse_args()
@@ -997,6 +1055,7 @@ def main() -> int:
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "host": {"cpus": os.cpu_count()},
         "tmpdir": str(b.tmp),
+        "imgscan_from": a.imgscan_from,
         "repeat": a.repeat,
         "image": meta,
         "extraction": b.extraction,

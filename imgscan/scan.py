@@ -600,10 +600,11 @@ def rules_fingerprint(options: ScanOptions) -> str:
     """A digest of the rule files' text and the disabled ids, without compiling anything."""
     import hashlib
 
-    from imgscan.detect.rules import _builtin_files, _dir_files
+    from imgscan.detect.rulefiles import builtin_rule_files, dir_rule_files
 
     h = hashlib.sha256()
-    files = [*_builtin_files(), *(p for d in options.rule_dirs for p in _dir_files(Path(d)))]
+    extra = (p for d in options.rule_dirs for p in dir_rule_files(Path(d)))
+    files = [*builtin_rule_files(), *extra]
     for f in files:
         h.update(str(f).encode() + b"\0" + f.read_bytes() + b"\0")
     h.update(json.dumps(sorted(options.disabled_rules)).encode())
@@ -836,9 +837,6 @@ def scan_streamed(
     indexes and checked against the manifest's and config's digests. A layer met by
     its blob digest that the cache already knows is only hashed, not scanned.
     """
-    from imgscan.layers.walker import check_digests, layer_label
-    from imgscan.sources.stream import ArchiveStream
-
     started = time.perf_counter()
     cache = _open_verdict_cache(options)
     ikeys: list[str] = []
@@ -847,6 +845,9 @@ def scan_streamed(
         hit = _answered(cache, ikeys[0], reference, started)
         if hit is not None:
             return hit
+    from imgscan.layers.walker import check_digests, layer_label
+    from imgscan.sources.stream import ArchiveStream
+
     det = detectors or build_detectors(options)
     tag = options_tag(options)
     from imgscan.workflows.cache import cache_key
@@ -910,8 +911,8 @@ def scan_image(
     reference: str, options: ScanOptions | None = None, progress: ProgressFn | None = None
 ) -> ScanResult:
     """Resolve ``reference`` to a source, scan every layer and the config, return the result."""
+    from imgscan.sources.common import is_compressed_archive
     from imgscan.sources.resolve import PathSource, resolve
-    from imgscan.sources.stream import is_compressed_archive
 
     opts = options or ScanOptions()
     source = resolve(reference, opts.source, opts.source_kind, opts.registry or None)

@@ -21,7 +21,8 @@ from fixtures.spec import all_specs, load_spec
 from imgscan.cli import main
 from imgscan.model import ScanResult
 from imgscan.scan import Detectors, ScanOptions, build_detectors, scan_image, scan_streamed
-from imgscan.sources.stream import ArchiveStream, is_compressed_archive
+from imgscan.sources.common import is_compressed_archive
+from imgscan.sources.stream import ArchiveStream
 
 SPECS = all_specs()
 FORMATS = ("docker-legacy", "docker-oci", "oci-tar")

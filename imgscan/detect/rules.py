@@ -11,12 +11,11 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from importlib.resources import files
-from importlib.resources.abc import Traversable
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from imgscan.detect.rulefiles import builtin_rule_files, dir_rule_files
 from imgscan.detect.validators import VALIDATORS
 from imgscan.errors import RuleError
 from imgscan.model import Severity
@@ -480,23 +479,6 @@ def load_rule_file(path: Path) -> list[Rule]:
     return _parse_file(text, str(path))
 
 
-def _builtin_files() -> list[Traversable]:
-    root: Traversable
-    try:
-        root = files("imgscan.signatures")
-    except ModuleNotFoundError:  # a source checkout on PYTHONPATH without the package mapping
-        root = Path(__file__).resolve().parents[2] / "signatures"
-    return sorted((f for f in root.iterdir() if f.name.endswith(".toml")), key=lambda f: f.name)
-
-
-def _dir_files(d: Path) -> list[Path]:
-    if d.is_file():
-        return [d]
-    if not d.is_dir():
-        raise RuleError(f"{d}: rules directory does not exist")
-    return sorted(d.glob("*.toml"))
-
-
 def load_ruleset(
     extra_dirs: Sequence[Path] = (),
     disabled: Collection[str] = (),
@@ -508,10 +490,10 @@ def load_ruleset(
     seen: dict[str, str] = {}
     sources: list[tuple[str, str]] = []
     if builtin:
-        for tf in _builtin_files():
+        for tf in builtin_rule_files():
             sources.append((f"signatures/{tf.name}", tf.read_text("utf-8")))
     for d in extra_dirs:
-        for p in _dir_files(Path(d)):
+        for p in dir_rule_files(Path(d)):
             try:
                 sources.append((str(p), p.read_text("utf-8")))
             except (OSError, UnicodeDecodeError) as exc:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from imgscan.errors import ConfigError
 from imgscan.model import ScanResult
 from imgscan.report import json_report
-from imgscan.report.sarif import RuleDoc, write_sarif
-from imgscan.report.table import write_table
+
+if TYPE_CHECKING:  # each format's writer loads when that format is asked for
+    from imgscan.report.sarif import RuleDoc
 
 FORMATS = ("table", "json", "sarif")
 
@@ -41,6 +42,8 @@ def render(
     the loaded rules so SARIF declares the ones that did not fire too.
     """
     if fmt == "table":
+        from imgscan.report.table import write_table
+
         write_table(
             result, stream, show_secrets=show_secrets, color=color, suppressions=suppressions
         )
@@ -49,6 +52,8 @@ def render(
         json.dump(data, stream, indent=2, ensure_ascii=False)
         stream.write("\n")
     elif fmt == "sarif":
+        from imgscan.report.sarif import write_sarif
+
         write_sarif(
             result, stream, show_secrets=show_secrets, suppressions=suppressions, catalog=catalog
         )

@@ -19,7 +19,9 @@ from typing import Any, BinaryIO, Protocol, cast
 from imgscan.errors import SourceError
 from imgscan.sources.base import Image, LayerBlob, SourceOptions
 from imgscan.sources.common import (
+    GZIP_MAGIC,
     INDEX_TYPES,
+    ZSTD_MAGIC,
     build_image_info,
     check_digest,
     load_json,
@@ -30,8 +32,6 @@ from imgscan.sources.common import (
 )
 
 _MAX_LINK_DEPTH = 16
-_GZIP_MAGIC = b"\x1f\x8b"
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
 def safe_member_name(name: str, what: str) -> str:
@@ -415,7 +415,7 @@ def _decompressed_copy(path: Path, options: SourceOptions) -> Iterator[Path]:
         out = Path(tmpdir) / "image.tar"
         magic = _sniff(path)
         try:
-            if magic.startswith(_GZIP_MAGIC):
+            if magic.startswith(GZIP_MAGIC):
                 from imgscan.layers.compression import gzip_reader
 
                 with open(path, "rb") as raw, gzip_reader(raw) as src, open(out, "wb") as dst:
@@ -449,7 +449,7 @@ def open_path(path: str, options: SourceOptions, reference: str | None = None) -
         raise SourceError(f"{path}: cannot read ({exc.strerror})") from None
     with contextlib.ExitStack() as stack:
         tar_path = p
-        if magic.startswith(_GZIP_MAGIC) or magic.startswith(_ZSTD_MAGIC):
+        if magic.startswith(GZIP_MAGIC) or magic.startswith(ZSTD_MAGIC):
             tar_path = stack.enter_context(_decompressed_copy(p, options))
         store = TarStore(tar_path, label=path)
         stack.callback(store.close)

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from imgscan.errors import ConfigError, SourceError
-from imgscan.sources.archive import open_path
 from imgscan.sources.base import Image, Source, SourceOptions
 
 KINDS = ("archive", "oci", "engine", "registry")
@@ -33,6 +32,8 @@ class PathSource:
 
     def open(self) -> AbstractContextManager[Image]:
         """Open the archive or layout."""
+        from imgscan.sources.archive import open_path
+
         return open_path(self.path, self.options, self.reference)
 
 

@@ -17,19 +17,17 @@ import posixpath
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import BinaryIO, cast
 
 from imgscan.errors import SourceError
 from imgscan.sources.archive import (
-    _GZIP_MAGIC,
     _MAX_LINK_DEPTH,
-    _ZSTD_MAGIC,
     _digest_of_blob_name,
     _open_store,
     safe_member_name,
 )
 from imgscan.sources.base import Image, SourceOptions
+from imgscan.sources.common import GZIP_MAGIC
 
 # Members up to this size are kept in memory (metadata and tiny layers), and so are
 # larger ones that look like JSON, up to the metadata limit; the rest are streamed.
@@ -113,19 +111,6 @@ class MemoryStore:
         return self._data.get(self.resolve(name), b"") is None
 
 
-def is_compressed_archive(path: str) -> bool:
-    """True for a regular file that starts with gzip or zstd magic bytes."""
-    p = Path(path)
-    if not p.is_file():
-        return False
-    try:
-        with open(p, "rb") as f:
-            magic = f.read(4)
-    except OSError:
-        return False
-    return magic.startswith(_GZIP_MAGIC) or magic.startswith(_ZSTD_MAGIC)
-
-
 class ArchiveStream:
     """Read a compressed image archive once; see the module docstring."""
 
@@ -150,7 +135,7 @@ class ArchiveStream:
         try:
             from imgscan.layers.compression import gzip_reader, stream_errors, zstd_reader
 
-            comp = "gzip" if raw.read(4).startswith(_GZIP_MAGIC) else "zstd"
+            comp = "gzip" if raw.read(4).startswith(GZIP_MAGIC) else "zstd"
             raw.seek(0)
             src = gzip_reader(raw) if comp == "gzip" else zstd_reader(raw)
             what = f"{self.path}: corrupt compressed archive"
@@ -279,5 +264,4 @@ __all__ = [
     "ArchiveStream",
     "MemoryStore",
     "StreamedMember",
-    "is_compressed_archive",
 ]
