@@ -26,7 +26,6 @@ import dataclasses
 import datetime as dt
 import os
 import re
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -224,6 +223,8 @@ def config_from_mapping(data: Mapping[str, Any], source: str, base_dir: Path) ->
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    import tomllib  # only when there is a config file to read
+
     raw = read_bounded(path, _MAX_BYTES, str(path))
     try:
         return tomllib.loads(raw.decode("utf-8"))
