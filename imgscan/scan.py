@@ -651,30 +651,72 @@ def _unchanged(path: str, key: str, options: ScanOptions, reference: str) -> boo
     return _local_key(path, options, reference) == key
 
 
-def _local_layer(cache: Any, b: LayerBlob, key: str, det: Detectors, tag: str) -> Any | None:
+def _local_layer(
+    cache: Any, b: LayerBlob, key: str, det: Detectors, tag: str, limits: WalkLimits
+) -> Any | None:
     """A cached layer of a local image, served only after its bytes are checked.
 
-    The claimed diff_id only says whether a lookup is worth it. The blob's raw bytes are
-    hashed and looked up among the blob digests that earlier scans verified; a hit must
-    then agree with every digest the image claims for the layer.
+    The claimed diff_id only says whether a lookup is worth it. The blob's stored bytes
+    are hashed and looked up among the blob digests that earlier scans checked; bytes
+    packed another way (say gzip'd where the cache saw them plain) are inflated and
+    hashed, and must give the claimed diff_id. A hit must then agree with every digest
+    the image claims for the layer. Anything unusual (a corrupt stream, a bomb, an
+    unknown compression) falls through to a scan, which reports it as such.
     """
-    import hashlib
-
     from imgscan.layers.walker import check_digests
     from imgscan.workflows.cache import cache_key
 
     if not cache.has(key):
         return None
-    h = hashlib.sha256()
-    with b.open() as reader:
-        while chunk := reader.read(1 << 20):
-            h.update(chunk)
-    digest = f"sha256:{h.hexdigest()}"
+    digest, diff_id = _blob_digests(b, limits, inflate=False)
     hit = cache.get_alias(cache_key(digest, det.ruleset_hash, tag), b.index)
     if hit is None:
-        return None
+        digest, diff_id = _blob_digests(b, limits, inflate=True)
+        if diff_id is None or diff_id != b.diff_id:
+            return None
+        hit = cache.get(key, b.index)
+        if hit is None or hit.diff_id != diff_id:
+            return None
+        cache.alias(cache_key(digest, det.ruleset_hash, tag), key)
     check_digests(b, digest, hit.diff_id)
     return dataclasses.replace(hit, digest=digest)
+
+
+def _blob_digests(b: LayerBlob, limits: WalkLimits, *, inflate: bool) -> tuple[str, str | None]:
+    """sha256 of a blob's stored bytes and, with ``inflate``, of its tar (else None).
+
+    The tar's digest is None too when the blob cannot be inflated within the limits.
+    """
+    from imgscan.layers.compression import (
+        HashingReader,
+        LayerLimitExceeded,
+        gzip_reader,
+        sniff,
+        stream_errors,
+        zstd_reader,
+    )
+    from imgscan.layers.walker import layer_label
+
+    what = layer_label(b)
+    with b.open() as raw:
+        stored = HashingReader(raw, what=what)
+        buffered = io.BufferedReader(stored, buffer_size=1 << 20)
+        comp = sniff(buffered.peek(8)[:8])
+        tar: str | None = None
+        if inflate and comp in ("gzip", "zstd"):
+            reader = gzip_reader if comp == "gzip" else zstd_reader
+            plain = HashingReader(reader(buffered), limit=limits.max_layer_bytes, what=what)
+            errors: tuple[type[BaseException], ...] = (LayerLimitExceeded, *stream_errors(comp))
+            try:
+                plain.drain()
+                tar = plain.digest()
+            except errors:
+                tar = None
+        while buffered.read(1 << 20):
+            pass
+        if comp == "none":
+            tar = stored.digest()
+        return stored.digest(), tar
 
 
 def _answered(cache: Any, key: str, reference: str, started: float) -> ScanResult | None:
@@ -763,7 +805,11 @@ def scan_opened(
         if cache is not None and layer_id:
             key = cache_key(layer_id, det.ruleset_hash, tag)
             keys[b.index] = (key, layer_id)
-            hit = _local_layer(cache, b, key, det, tag) if local else cache.get(key, b.index)
+            hit = (
+                _local_layer(cache, b, key, det, tag, options.limits)
+                if local
+                else cache.get(key, b.index)
+            )
             if hit is not None:
                 results[b.index] = hit
                 continue

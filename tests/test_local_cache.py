@@ -181,3 +181,47 @@ def test_identity_of_a_tree(use_blake3: bool, tmp_path: Path) -> None:
     assert ident() != third
     shutil.rmtree(root / "blobs")
     assert ident() != third
+
+
+@pytest.mark.parametrize(("first", "second"), [("none", "gzip"), ("gzip", "zstd")])
+def test_layers_packed_another_way_are_checked_by_their_tar(
+    first: str, second: str, tmp_path: Path
+) -> None:
+    """Seen plain, met gzip'd (or seen gzip'd, met zstd'd): inflated, hashed, served."""
+    spec = load_spec(SPECS / "whiteout-key.toml")
+    a = build(spec, "oci-tar", tmp_path / "a", first)
+    b = build(spec, "oci-tar", tmp_path / "b", second)
+    cache = str(tmp_path / "vc.sqlite")
+    _scan(str(a), "--cache", cache)
+    _, warm, _ = _scan(str(b), "--cache", cache)
+    _, bare, _ = _scan(str(b))
+    assert warm is not None and bare is not None
+    assert warm["stats"]["layers_scanned"] == 0 and not warm["stats"].get("image_cache_hit")
+    assert warm["findings"] == bare["findings"] and bare["findings"]
+    assert [li["digest"] for li in warm["image"]["layers"]] == [
+        li["digest"] for li in bare["image"]["layers"]
+    ]
+    # the second packing's blob digests are now known too: a copy is only hashed
+    c = tmp_path / "c.tar"
+    shutil.copy(b, c)
+    _, again, _ = _scan(str(c), "--cache", cache)
+    assert again is not None and again["stats"]["layers_scanned"] == 0
+
+
+def test_a_corrupt_blob_claiming_a_cached_layer_fails_as_without_the_cache(
+    tmp_path: Path,
+) -> None:
+    spec = hostile.base_spec()
+    good = build(spec, "oci-dir", tmp_path / "good", "none")
+    cache = str(tmp_path / "vc.sqlite")
+    assert _scan(str(good), "--cache", cache)[0] in (0, 1)
+    bad = build(spec, "oci-dir", tmp_path / "bad", "gzip")
+    with open_path(str(bad), SourceOptions()) as image:
+        digest = image.blobs[1].digest
+    assert digest
+    blob = bad / "blobs" / "sha256" / digest.split(":", 1)[1]
+    data = blob.read_bytes()
+    blob.write_bytes(data[: len(data) // 2])  # a truncated gzip stream under its own name
+    bare = _scan(str(bad))
+    cached = _scan(str(bad), "--cache", cache)
+    assert bare[0] == cached[0] == 3 and cached[2] == bare[2]
