@@ -597,18 +597,10 @@ def auto_jobs(options: ScanOptions, blobs: Sequence[LayerBlob]) -> int:
 
 
 def rules_fingerprint(options: ScanOptions) -> str:
-    """A digest of the rule files' text and the disabled ids, without compiling anything."""
-    import hashlib
+    """The rule set's digest (as ``load_ruleset`` names it), without compiling anything."""
+    from imgscan.detect.rulefiles import ruleset_digest
 
-    from imgscan.detect.rulefiles import builtin_rule_files, dir_rule_files
-
-    h = hashlib.sha256()
-    extra = (p for d in options.rule_dirs for p in dir_rule_files(Path(d)))
-    files = [*builtin_rule_files(), *extra]
-    for f in files:
-        h.update(str(f).encode() + b"\0" + f.read_bytes() + b"\0")
-    h.update(json.dumps(sorted(options.disabled_rules)).encode())
-    return h.hexdigest()
+    return ruleset_digest(tuple(Path(d) for d in options.rule_dirs), options.disabled_rules)
 
 
 def image_key(identity: str, options: ScanOptions, reference: str) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from imgscan.detect.rulefiles import ruleset_digest
 from imgscan.detect.rules import (
     DEFAULT_STOPWORDS,
     check_rule,
@@ -160,6 +161,12 @@ def test_ruleset_hash_is_stable_and_content_sensitive(tmp_path: Path) -> None:
     assert load_ruleset([tmp_path], builtin=False).hash != with_extra.hash
     disabled = load_ruleset(disabled=["jwt"])
     assert "jwt" not in disabled.by_id and disabled.hash != RULESET.hash
+    # the same names, computed without parsing or compiling a rule (watch, cache keys)
+    assert ruleset_digest() == RULESET.hash
+    assert ruleset_digest([tmp_path]) == with_extra.hash
+    assert ruleset_digest([tmp_path], builtin=False) == load_ruleset([tmp_path], builtin=False).hash
+    assert ruleset_digest(disabled=["jwt"]) == disabled.hash
+    assert ruleset_digest(disabled=["jwt", "jwt"]) == disabled.hash
 
 
 def test_disable_unknown_rule_is_an_error() -> None:

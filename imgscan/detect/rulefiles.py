@@ -1,11 +1,16 @@
-"""Where rule files are: the built-in signatures and ``--rules`` directories.
+"""Where rule files are (the built-in signatures, ``--rules`` directories) and the digest
+that names a rule set.
 
-Kept apart from the rule engine so that a scan answered from the verdict cache can
-fingerprint the rules without compiling (or importing) anything.
+Kept apart from the rule engine so that a scan answered from the verdict cache, or a
+``watch`` run with nothing new, can name the rule set without compiling (or importing)
+any rule.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Collection, Sequence
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -32,4 +37,41 @@ def dir_rule_files(d: Path) -> list[Path]:
     return sorted(d.glob("*.toml"))
 
 
-__all__ = ["builtin_rule_files", "dir_rule_files"]
+def rule_sources(extra_dirs: Sequence[Path] = (), builtin: bool = True) -> list[tuple[str, str]]:
+    """(where, text) of every rule file: the built-in ones, then each extra directory's."""
+    sources: list[tuple[str, str]] = []
+    if builtin:
+        for tf in builtin_rule_files():
+            sources.append((f"signatures/{tf.name}", tf.read_text("utf-8")))
+    for d in extra_dirs:
+        for p in dir_rule_files(Path(d)):
+            try:
+                sources.append((str(p), p.read_text("utf-8")))
+            except (OSError, UnicodeDecodeError) as exc:
+                raise RuleError(f"{p}: cannot read rule file: {exc}") from None
+    return sources
+
+
+def sources_digest(sources: Sequence[tuple[str, str]], disabled: Collection[str] = ()) -> str:
+    """The rule set's name: every file's name and text, in order, and the disabled ids."""
+    h = hashlib.sha256()
+    for where, text in sources:
+        h.update(where.rsplit("/", 1)[-1].encode() + b"\0" + text.encode() + b"\0")
+    h.update(json.dumps(sorted(set(disabled))).encode())
+    return h.hexdigest()
+
+
+def ruleset_digest(
+    extra_dirs: Sequence[Path] = (), disabled: Collection[str] = (), builtin: bool = True
+) -> str:
+    """``load_ruleset(...).hash`` without parsing or compiling a rule."""
+    return sources_digest(rule_sources(extra_dirs, builtin), disabled)
+
+
+__all__ = [
+    "builtin_rule_files",
+    "dir_rule_files",
+    "rule_sources",
+    "ruleset_digest",
+    "sources_digest",
+]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import math
 import re
@@ -15,7 +14,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from imgscan.detect.rulefiles import builtin_rule_files, dir_rule_files
+from imgscan.detect.rulefiles import rule_sources, sources_digest
 from imgscan.detect.validators import VALIDATORS
 from imgscan.errors import RuleError
 from imgscan.model import Severity
@@ -485,21 +484,10 @@ def load_ruleset(
     builtin: bool = True,
 ) -> RuleSet:
     """Load the built-in rules plus any extra rule directories, minus the disabled ids."""
-    digest = hashlib.sha256()
     rules: list[Rule] = []
     seen: dict[str, str] = {}
-    sources: list[tuple[str, str]] = []
-    if builtin:
-        for tf in builtin_rule_files():
-            sources.append((f"signatures/{tf.name}", tf.read_text("utf-8")))
-    for d in extra_dirs:
-        for p in dir_rule_files(Path(d)):
-            try:
-                sources.append((str(p), p.read_text("utf-8")))
-            except (OSError, UnicodeDecodeError) as exc:
-                raise RuleError(f"{p}: cannot read rule file: {exc}") from None
+    sources = rule_sources(extra_dirs, builtin)
     for source, text in sources:
-        digest.update(source.rsplit("/", 1)[-1].encode() + b"\0" + text.encode() + b"\0")
         for rule in _parse_file(text, source):
             if rule.id in seen:
                 raise RuleError(f"{source}: rule {rule.id}: duplicate id (also in {seen[rule.id]})")
@@ -509,9 +497,8 @@ def load_ruleset(
     if unknown:
         raise RuleError(f"cannot disable unknown rule ids: {', '.join(sorted(unknown))}")
     kept = tuple(r for r in rules if r.id not in set(disabled))
-    for r in kept:
-        digest.update(r.id.encode() + b"\0")
-    return RuleSet(kept, digest.hexdigest(), MappingProxyType({r.id: r for r in kept}))
+    digest = sources_digest(sources, disabled)
+    return RuleSet(kept, digest, MappingProxyType({r.id: r for r in kept}))
 
 
 # ---------------------------------------------------------------------------- examples

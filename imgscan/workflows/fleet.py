@@ -377,6 +377,6 @@ class CeleryExecutor:
 
 
 def _ruleset_hash() -> str:
-    from imgscan.scan import ScanOptions, build_detectors
+    from imgscan.detect.rulefiles import ruleset_digest
 
-    return str(build_detectors(ScanOptions()).ruleset_hash)
+    return ruleset_digest()
