@@ -451,7 +451,7 @@ def layers(image: str, files: bool, fmt: str, output: str | None, quiet: bool, *
     """Forensic listing of IMAGE, layer by layer, including hidden (deleted/overwritten) bytes."""
     from tabulate import tabulate
 
-    from imgscan.scan import layer_forensics
+    from imgscan.forensics import layer_forensics
 
     progress = _Progress(not quiet)
     with _errors():
