@@ -292,6 +292,22 @@ def test_rule_paths_use_inner_archive_member() -> None:
     assert not rule.applies_to("/opt/.env.zip!main.py")
 
 
+def test_builtin_rules_pass_the_lint() -> None:
+    """load_ruleset skips the lint for the built-in rules (it costs 70 ms a start): here
+    it runs on every one of them, and a rule from --rules is still linted on load."""
+    problems = {r.id: lint_regex(r.regex.pattern.decode()) for r in RULESET.rules}
+    assert len(problems) == len(RULESET.rules) > 250
+    assert {k: v for k, v in problems.items() if v} == {}
+
+
+def test_rules_from_a_rules_dir_are_linted_on_load(tmp_path: Path) -> None:
+    (tmp_path / "bad.toml").write_text(
+        _rule_toml("nested", regex=r"((a+)+)", keywords='["aaa"]', example="aaaa")
+    )
+    with pytest.raises(RuleError, match="nested unbounded quantifiers"):
+        load_ruleset([tmp_path])
+
+
 def test_lint_regex() -> None:
     assert lint_regex(r"(a+)+") == "nested unbounded quantifiers"
     assert lint_regex(r"(.*)*") == "nested unbounded quantifiers"

@@ -37,25 +37,28 @@ def dir_rule_files(d: Path) -> list[Path]:
     return sorted(d.glob("*.toml"))
 
 
-def rule_sources(extra_dirs: Sequence[Path] = (), builtin: bool = True) -> list[tuple[str, str]]:
-    """(where, text) of every rule file: the built-in ones, then each extra directory's."""
-    sources: list[tuple[str, str]] = []
+def rule_sources(
+    extra_dirs: Sequence[Path] = (), builtin: bool = True
+) -> list[tuple[str, str, bool]]:
+    """(where, text, built in?) of every rule file: the built-in ones, then each extra
+    directory's."""
+    sources: list[tuple[str, str, bool]] = []
     if builtin:
         for tf in builtin_rule_files():
-            sources.append((f"signatures/{tf.name}", tf.read_text("utf-8")))
+            sources.append((f"signatures/{tf.name}", tf.read_text("utf-8"), True))
     for d in extra_dirs:
         for p in dir_rule_files(Path(d)):
             try:
-                sources.append((str(p), p.read_text("utf-8")))
+                sources.append((str(p), p.read_text("utf-8"), False))
             except (OSError, UnicodeDecodeError) as exc:
                 raise RuleError(f"{p}: cannot read rule file: {exc}") from None
     return sources
 
 
-def sources_digest(sources: Sequence[tuple[str, str]], disabled: Collection[str] = ()) -> str:
+def sources_digest(sources: Sequence[tuple[str, str, bool]], disabled: Collection[str] = ()) -> str:
     """The rule set's name: every file's name and text, in order, and the disabled ids."""
     h = hashlib.sha256()
-    for where, text in sources:
+    for where, text, _ in sources:
         h.update(where.rsplit("/", 1)[-1].encode() + b"\0" + text.encode() + b"\0")
     h.update(json.dumps(sorted(set(disabled))).encode())
     return h.hexdigest()
