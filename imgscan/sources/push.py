@@ -15,12 +15,11 @@ from collections.abc import Iterator, Mapping
 from typing import Any, BinaryIO
 from urllib.parse import urlencode, urljoin, urlsplit
 
-import requests
-
 from imgscan.errors import SourceError
 from imgscan.sources.auth import Credentials
 from imgscan.sources.base import Image
 from imgscan.sources.common import MT_DOCKER_MANIFEST, MT_OCI_MANIFEST, check_digest
+from imgscan.sources.http import Response
 from imgscan.sources.reference import parse_reference
 from imgscan.sources.registry import RegistryClient, RetryPolicy, client_for
 
@@ -41,12 +40,13 @@ _DOCKER_TO_OCI = {
 }
 
 
-def _fail(client: RegistryClient, repo: str, what: str, resp: requests.Response) -> SourceError:
+def _fail(client: RegistryClient, repo: str, what: str, resp: Response) -> SourceError:
     detail = ""
     try:
-        if len(resp.content or b"") < 64 * 1024:
-            detail = (resp.content or b"").decode("utf-8", "replace").strip().splitlines()[0][:200]
-    except (requests.RequestException, IndexError):
+        body = resp.body(64 * 1024)
+        if len(body) < 64 * 1024:
+            detail = body.decode("utf-8", "replace").strip().splitlines()[0][:200]
+    except (OSError, ValueError, IndexError):
         detail = ""
     return SourceError(
         f"{client.host}/{repo}: {what} failed with HTTP {resp.status_code}"
@@ -54,7 +54,7 @@ def _fail(client: RegistryClient, repo: str, what: str, resp: requests.Response)
     )
 
 
-def _location(client: RegistryClient, repo: str, resp: requests.Response, base: str) -> str:
+def _location(client: RegistryClient, repo: str, resp: Response, base: str) -> str:
     loc = resp.headers.get("Location")
     if not loc:
         raise SourceError(f"{client.host}/{repo}: upload answer lacks a Location header")

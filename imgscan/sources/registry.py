@@ -18,14 +18,10 @@ import logging
 import os
 import re
 import time
-import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 from urllib.parse import urljoin, urlsplit
-
-import requests
-import urllib3.exceptions
 
 from imgscan import __version__
 from imgscan.errors import AuthError, ConfigError, LayerError, SourceError
@@ -44,6 +40,15 @@ from imgscan.sources.common import (
     manifest_config,
     manifest_layers,
     select_manifest,
+)
+from imgscan.sources.http import (
+    ProxyAuthError,
+    ProxyError,
+    Response,
+    Session,
+    TLSError,
+    TransportError,
+    with_params,
 )
 from imgscan.sources.reference import Reference, parse_reference
 
@@ -65,19 +70,15 @@ _MAX_TAGS = 1_000_000
 _LINK_NEXT_RE = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 _AUTH_PARAM_RE = re.compile(r'([A-Za-z_][A-Za-z0-9_-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))')
 _NETWORK_ERRORS: tuple[type[BaseException], ...] = (
-    requests.ConnectionError,
-    requests.Timeout,
-    urllib3.exceptions.HTTPError,
+    TransportError,  # http.py wraps socket, TLS, proxy and protocol failures in it
     ConnectionError,
     TimeoutError,
 )
 _STREAM_ERRORS: tuple[type[BaseException], ...] = (
-    urllib3.exceptions.HTTPError,
-    requests.RequestException,
-    OSError,
-    ValueError,  # http.client raises ValueError on a closed/aborted response
+    OSError,  # TransportError included
+    ValueError,  # a read from a closed/aborted response
 )
-_PROBE_ERRORS: tuple[type[BaseException], ...] = (requests.RequestException, *_NETWORK_ERRORS)
+_PROBE_ERRORS: tuple[type[BaseException], ...] = _NETWORK_ERRORS
 _BODY_ERRORS: tuple[type[BaseException], ...] = (SourceError, *_STREAM_ERRORS)
 
 
@@ -122,14 +123,14 @@ def parse_challenge(header: str | None) -> Challenge | None:
     return Challenge(scheme.lower(), params)
 
 
-def _registry_errors(resp: requests.Response) -> str:
+def _registry_errors(resp: Response) -> str:
     """The ``errors[].code`` / message of a distribution error body, shortened."""
     length = resp.headers.get("Content-Length", "")
     if length.isdigit() and int(length) > 64 * 1024:
         return ""
     try:
-        body = resp.content or b""
-        doc = load_json_object(body[: 64 * 1024], "registry error") if body else {}
+        body = resp.body(64 * 1024)
+        doc = load_json_object(body, "registry error") if body else {}
     except _BODY_ERRORS:
         return ""
     errs = doc.get("errors")
@@ -143,7 +144,7 @@ def _registry_errors(resp: requests.Response) -> str:
     return "; ".join(parts)
 
 
-def _error_code(resp: requests.Response) -> str:
+def _error_code(resp: Response) -> str:
     return _registry_errors(resp).split(" ", 1)[0] if resp.status_code >= 400 else ""
 
 
@@ -154,6 +155,8 @@ def _digest_of(data: bytes, algo: str = "sha256") -> str:
 def _short(exc: BaseException) -> str:
     """A one-line description of a network error, without URLs' query strings."""
     text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, ProxyError):  # "via proxy HOST:PORT (VAR): ...", never credentials
+        return text[:200]
     errno = re.search(r"\[Errno -?\d+\] [^'\")\]]+", text)
     if errno:
         return errno.group(0).strip()
@@ -200,8 +203,7 @@ class RegistryClient:
         self.verify: bool | str = ca_cert if ca_cert else True
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
-        self._session = requests.Session()
-        self._session.headers["User-Agent"] = f"imgscan/{__version__}"
+        self._session = Session(f"imgscan/{__version__}")
         self._challenge: Challenge | None = None
         self._pinged = False
         self._tokens: dict[str, tuple[str, float]] = {}
@@ -223,7 +225,7 @@ class RegistryClient:
 
     def _raw_request(
         self, method: str, url: str, headers: Mapping[str, str], data: bytes | None, stream: bool
-    ) -> requests.Response:
+    ) -> Response:
         """One HTTP exchange with retries on network errors and 429/5xx; no auth logic."""
         started = time.monotonic()
         waited = 0.0
@@ -231,24 +233,22 @@ class RegistryClient:
         while True:
             self.stats["requests"] += 1
             try:
-                with warnings.catch_warnings():
-                    if self.verify is False:  # --insecure against a TLS registry: chosen
-                        warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
-                    resp = self._session.request(
-                        method,
-                        url,
-                        headers=dict(headers),
-                        data=data,
-                        stream=stream,
-                        allow_redirects=False,
-                        verify=self.verify,
-                        timeout=self.retry.timeout,
-                    )
-            except requests.exceptions.SSLError as exc:
+                resp = self._session.request(
+                    method,
+                    url,
+                    headers=headers,
+                    data=data,
+                    stream=stream,
+                    verify=self.verify,
+                    timeout=self.retry.timeout,
+                )
+            except TLSError as exc:
                 raise SourceError(
                     f"{self.host}: TLS verification failed ({_short(exc)}); "
                     "pass --ca-cert for a private CA"
                 ) from None
+            except ProxyAuthError as exc:  # retrying cannot help
+                raise SourceError(f"{self.host}: {exc}") from None
             except _NETWORK_ERRORS as exc:
                 delay = self.retry.delay(attempt)
                 if attempt + 1 >= self.retry.attempts or waited + delay > self.retry.max_total:
@@ -317,9 +317,7 @@ class RegistryClient:
         if self.creds is not None:
             pair = f"{self.creds.username}:{self.creds.password}".encode()
             headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
-        req = requests.Request("GET", realm, params=params).prepare()
-        assert req.url is not None
-        resp = self._raw_request("GET", req.url, headers, None, False)
+        resp = self._raw_request("GET", with_params(realm, params), headers, None, False)
         self.stats["tokens"] += 1
         if resp.status_code in (401, 403):
             if self.creds is not None:
@@ -333,7 +331,7 @@ class RegistryClient:
         if resp.status_code != 200:
             raise AuthError(f"{self.host}: token server answered HTTP {resp.status_code}")
         try:
-            doc = load_json_object(resp.content[: 1024 * 1024], "token response")
+            doc = load_json_object(resp.body(1024 * 1024), "token response")
         except SourceError:
             raise AuthError(f"{self.host}: token server sent a malformed answer") from None
         token = doc.get("token") or doc.get("access_token")
@@ -365,9 +363,7 @@ class RegistryClient:
         """With ``insecure``, like Docker: use TLS (unverified) when the registry speaks it."""
         url = f"https://{self.host}/v2/"
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
-                resp = self._session.get(url, verify=False, timeout=5, allow_redirects=False)
+            resp = self._session.request("GET", url, verify=False, timeout=5)
             resp.close()
         except _PROBE_ERRORS:
             return  # plain http it is
@@ -376,7 +372,7 @@ class RegistryClient:
         self.base = f"https://{self.host}"
         self.verify = False
 
-    def _denied(self, repo: str, resp: requests.Response, actions: str) -> AuthError:
+    def _denied(self, repo: str, resp: Response, actions: str) -> AuthError:
         what = f"{self.host}/{repo}"
         detail = _registry_errors(resp)
         suffix = f" [{detail}]" if detail else ""
@@ -412,7 +408,7 @@ class RegistryClient:
         stream: bool = False,
         follow_redirects: bool = True,
         extra_scopes: tuple[str, ...] = (),
-    ) -> requests.Response:
+    ) -> Response:
         """Send an authenticated request for ``repo``; 401/403 raise AuthError.
 
         Redirects are followed by hand so that the Authorization header only ever
@@ -490,7 +486,7 @@ class RegistryClient:
 
     # -- manifests ---------------------------------------------------------------------------
 
-    def _read_limited(self, resp: requests.Response, limit: int, what: str) -> bytes:
+    def _read_limited(self, resp: Response, limit: int, what: str) -> bytes:
         length = resp.headers.get("Content-Length")
         if length and length.isdigit() and int(length) > limit:
             resp.close()
@@ -514,9 +510,9 @@ class RegistryClient:
         repo: str,
         limit: int,
         what: str,
-        check: Callable[[requests.Response], None],
+        check: Callable[[Response], None],
         headers: Mapping[str, str] | None = None,
-    ) -> tuple[requests.Response, bytes]:
+    ) -> tuple[Response, bytes]:
         """GET a bounded document; a body broken off mid-way is fetched again (bounded)."""
         attempt = 0
         while True:
@@ -535,7 +531,7 @@ class RegistryClient:
         """Fetch a manifest or index: (bytes, media type, digest), the digest verified."""
         what = f"{self.host}/{repo}:{ref}" if ":" not in ref else f"{self.host}/{repo}@{ref}"
 
-        def check(resp: requests.Response) -> None:
+        def check(resp: Response) -> None:
             if resp.status_code == 404:
                 code = _error_code(resp)
                 resp.close()
@@ -596,7 +592,7 @@ class RegistryClient:
     def get_blob_bytes(self, repo: str, digest: str, limit: int, what: str) -> bytes:
         """A small blob (a config) read into memory and checked against its digest."""
 
-        def check(resp: requests.Response) -> None:
+        def check(resp: Response) -> None:
             if resp.status_code == 404:
                 resp.close()
                 raise SourceError(f"{self.host}/{repo}: {what} blob {digest[:19]}… not found")
@@ -642,7 +638,7 @@ class RegistryClient:
         url = f"/v2/{repo}/tags/list" + (f"?n={page_size}" if page_size else "")
         tags: list[str] = []
 
-        def check(resp: requests.Response) -> None:
+        def check(resp: Response) -> None:
             if resp.status_code == 404:
                 resp.close()
                 raise SourceError(f"{self.host}/{repo}: repository not found")
@@ -693,7 +689,7 @@ class _BlobStream(io.RawIOBase):
         self._what = what
         self._pos = 0
         self._resumes = 0
-        self._resp: requests.Response | None = None
+        self._resp: Response | None = None
         self._connect()
 
     def readable(self) -> bool:
@@ -737,10 +733,9 @@ class _BlobStream(io.RawIOBase):
                 f"{self._what}: blob request failed with HTTP {status} "
                 f"({self._client.host}/{self._repo})"
             )
-        resp.raw.decode_content = False
         self._resp = resp
         while skip:
-            got = resp.raw.read(min(skip, 1 << 20))
+            got = resp.read(min(skip, 1 << 20))
             if not got:
                 raise LayerError(f"{self._what}: blob shorter than the part already read")
             skip -= len(got)
@@ -774,7 +769,7 @@ class _BlobStream(io.RawIOBase):
                 continue
             if self._size is not None and self._pos >= self._size:
                 try:
-                    extra = self._resp.raw.read(1)
+                    extra = self._resp.read(1)
                 except _STREAM_ERRORS:
                     extra = b""
                 if extra:
@@ -787,7 +782,7 @@ class _BlobStream(io.RawIOBase):
             if self._size is not None:
                 want = min(want, self._size - self._pos)
             try:
-                data = self._resp.raw.read(want)
+                data = self._resp.read(want)
             except _STREAM_ERRORS as exc:
                 self._resume(_short(exc))
                 continue
