@@ -542,10 +542,10 @@ class Bench:
         # recompiled from source on every start, which PYTHONDONTWRITEBYTECODE would force.
         self.imgscan_env = dict(self.env)
         self.imgscan_env.pop("PYTHONDONTWRITEBYTECODE", None)
-        if args.imgscan_from == "venv":
-            self.python = str(installed_venv())
+        if args.imgscan_from == "venv":  # the console script pip wrote, as a user runs it
+            self.imgscan = [str(installed_venv().parent / "imgscan")]
         else:
-            self.python = sys.executable
+            self.imgscan = [sys.executable, "-m", "imgscan.cli"]
             self.imgscan_env["PYTHONPATH"] = str(REPO)
             subprocess.run(
                 [sys.executable, "-m", "compileall", "-q", str(REPO / "imgscan")],
@@ -564,9 +564,7 @@ class Bench:
     def imgscan_cmd(self, out: Path, extra: list[str] | None = None) -> list[str]:
         """The imgscan command line (JSON to a file)."""
         return [
-            self.python,
-            "-m",
-            "imgscan.cli",
+            *self.imgscan,
             "scan",
             str(self.image),
             "--format",
@@ -737,7 +735,7 @@ class Bench:
 
     def cache_rescan(self) -> dict[str, Any]:
         """Cold scan with an empty verdict cache, then a rescan; their wall-time ratio."""
-        h = _help([self.python, "-m", "imgscan.cli", "scan", "--help"], self.imgscan_env)
+        h = _help([*self.imgscan, "scan", "--help"], self.imgscan_env)
         flag = "--cache-dir" if "--cache-dir" in h else "--cache" if "--cache " in h else None
         if flag is None:
             return {"status": "not available (imgscan scan has no --cache-dir / --cache)"}
@@ -863,7 +861,7 @@ class Bench:
             f'[[target]]\nregistry = "{host}"\nrepository = "bench/app"\n'
             'tags = ["prod-*"]\ninsecure = true\n'
         )
-        cmd = [self.python, "-m", "imgscan.cli", "watch", "--config", str(conf), "-q"]
+        cmd = [*self.imgscan, "watch", "--config", str(conf), "-q"]
         res: dict[str, Any] = {"tags": len(tags)}
         for phase, runs in (("cold", 1), ("warm", 3)):
             walls: list[float] = []

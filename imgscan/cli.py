@@ -872,5 +872,23 @@ def _add_workflow_commands() -> None:
 
 _add_workflow_commands()
 
+def entry() -> None:
+    """The console script: the CLI, then an exit without a last garbage collection.
+
+    At exit CPython collects garbage over every object still alive, all the imported
+    modules included: 10 ms of a 0.1 s cached rescan. Frozen objects are skipped and
+    their memory goes back with the process. Nothing relies on that collection: files,
+    the verdict cache and worker pools are closed explicitly, and temporary directories
+    are removed by atexit handlers, which run before it. (``main`` itself, which tests
+    call in-process, freezes nothing.)
+    """
+    import gc
+
+    try:
+        main()
+    finally:
+        gc.freeze()
+
+
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    entry()

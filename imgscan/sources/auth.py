@@ -18,8 +18,6 @@ import base64
 import binascii
 import json
 import os
-import shutil
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,6 +108,9 @@ def run_credential_helper(
     helper: str, server: str, env: Mapping[str, str] | None = None
 ) -> Credentials | None:
     """Ask ``docker-credential-<helper> get`` for ``server``; None when it has nothing."""
+    import shutil
+    import subprocess
+
     exe_name = f"docker-credential-{helper}"
     path_env = (os.environ if env is None else env).get("PATH", os.defpath)
     exe = shutil.which(exe_name, path=path_env)

@@ -12,8 +12,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -158,6 +156,9 @@ def _spool(image: Any, name: str, target: Path, host: str) -> None:
 @contextlib.contextmanager
 def spool_dir(options: SourceOptions) -> Iterator[Path]:
     """A private temporary directory (under ``options.spool_dir``), always removed."""
+    import shutil
+    import tempfile
+
     try:
         tmp = tempfile.mkdtemp(prefix="imgscan-engine-", dir=options.spool_dir)
     except OSError as exc:
