@@ -872,6 +872,7 @@ def _add_workflow_commands() -> None:
 
 _add_workflow_commands()
 
+
 def entry() -> None:
     """The console script: the CLI, then an exit without a last garbage collection.
 
