@@ -560,6 +560,10 @@ class Bench:
             "extract_dir": str(self.extract_dir),
         }
         self.extraction: dict[str, Any] | None = None
+        # imgscan runs in a working directory of its own, as in a user's CI job: not in
+        # this repository, whose pyproject.toml it would read for a [tool.imgscan] table.
+        self.cwd = self.tmp / "cwd"
+        self.cwd.mkdir(exist_ok=True)
 
     def imgscan_cmd(self, out: Path, extra: list[str] | None = None) -> list[str]:
         """The imgscan command line (JSON to a file)."""
@@ -589,7 +593,7 @@ class Bench:
                 stderr=err,
                 timeout=t,
                 env=self.imgscan_env,
-                cwd=REPO,
+                cwd=self.cwd,
             )
             return r, [out], self._status(r, out, ok_rc=(0, 1), err=err)
         if tool in ("kingfisher", "kingfisher-tmpfs"):
@@ -794,7 +798,7 @@ class Bench:
             stderr=out.with_suffix(".err"),
             timeout=self.args.timeout,
             env=self.imgscan_env,
-            cwd=REPO,
+            cwd=self.cwd,
         )
         st = self._status(r, out, ok_rc=(0, 1), err=out.with_suffix(".err"))
         res: dict[str, Any] = {"wall": round(r.wall, 3), "cpu": round(r.cpu, 3), "status": st}

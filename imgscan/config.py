@@ -254,7 +254,8 @@ def find_config(directory: str | os.PathLike[str] = ".") -> Path | None:
     if own.is_file():
         return own
     py = d / PYPROJECT
-    if py.is_file():
+    # Any spelling of a [tool.imgscan] table names it; most pyproject files do not.
+    if py.is_file() and b"imgscan" in read_bounded(py, _MAX_BYTES, str(py)):
         data = _read_toml(py)
         tool = data.get("tool")
         if isinstance(tool, Mapping) and "imgscan" in tool:

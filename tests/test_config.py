@@ -84,6 +84,20 @@ def test_pyproject_section_and_discovery(tmp_path: Path) -> None:
     )
     assert find_config(tmp_path) == py
     assert load_config(directory=tmp_path).policy.fail_on is Severity.LOW
+    # every TOML spelling of the table is found (the file is parsed only if it names us)
+    for text in (
+        '[tool]\nimgscan = { policy = { fail_on = "low" } }\n',
+        'tool.imgscan.policy.fail_on = "low"\n',
+        '[tool.imgscan]\npolicy.fail_on = "low"\n',
+    ):
+        write(tmp_path / "pyproject.toml", text)
+        assert load_config(directory=tmp_path).policy.fail_on is Severity.LOW, text
+    write(tmp_path / "pyproject.toml", '[project]\nname = "x"\n[tool.other]\nimg = 1\n')
+    assert find_config(tmp_path) is None
+    py = write(
+        tmp_path / "pyproject.toml",
+        '[project]\nname = "x"\n[tool.imgscan.policy]\nfail_on = "low"\n',
+    )
     own = write(tmp_path / ".imgscan.toml", '[policy]\nfail_on = "critical"\n')
     assert find_config(tmp_path) == own  # .imgscan.toml wins over pyproject.toml
     assert load_config(directory=tmp_path).policy.fail_on is Severity.CRITICAL
