@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Collection, Sequence
-from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
@@ -21,10 +20,15 @@ from imgscan.errors import RuleError
 def builtin_rule_files() -> list[Traversable]:
     """The built-in ``signatures/*.toml``, by name."""
     root: Traversable
-    try:
+    package = Path(__file__).resolve().parents[1]
+    if (package / "signatures").is_dir():  # installed: imgscan/signatures/ beside the code
+        root = package / "signatures"
+    elif (package.parent / "signatures").is_dir():  # a source checkout (editable or not)
+        root = package.parent / "signatures"
+    else:  # installed somewhere that is not a directory tree (a zip): ask importlib
+        from importlib.resources import files
+
         root = files("imgscan.signatures")
-    except ModuleNotFoundError:  # a source checkout on PYTHONPATH without the package mapping
-        root = Path(__file__).resolve().parents[2] / "signatures"
     return sorted((f for f in root.iterdir() if f.name.endswith(".toml")), key=lambda f: f.name)
 
 
