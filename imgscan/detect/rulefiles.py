@@ -11,10 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Collection, Sequence
-from importlib.resources.abc import Traversable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from imgscan.errors import RuleError
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 
 def builtin_rule_files() -> list[Traversable]:
