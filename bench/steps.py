@@ -1,12 +1,18 @@
 """Time imgscan as of several commits on the same image, alternating them, in one run.
 
     python bench/steps.py [--image bench/.work/image-x1.tar.gz] [--repeat 3] REV [REV ...]
+    python bench/steps.py --rescan [--image REF --extra=--insecure] REV [REV ...]
 
 Each revision is checked out once into a git worktree under ``bench/.work/steps/`` and run
 from there (``python -m imgscan.cli scan IMAGE --format json``), so the figures of every
 optimisation step come from the same machine state. Prints wall, CPU and peak memory
 (medians; peak over the runs) with ratios against the first revision, and checks that
 every revision reports the same findings.
+
+``--rescan`` times the verdict-cache rescan instead: each revision first scans the image
+once into a cache of its own (untimed), then every timed run scans it again with that
+cache, from a scratch working directory. ``--image`` may then be a registry reference
+(``--extra=--insecure`` for a plain-HTTP test registry).
 """
 
 from __future__ import annotations
@@ -60,27 +66,45 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--image", default=str(build_image.work_dir() / "image-x1.tar.gz"))
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--timeout", type=float, default=1800)
+    ap.add_argument("--rescan", action="store_true", help="time cached rescans")
+    ap.add_argument("--extra", action="append", default=[], help="one more scan argument")
     a = ap.parse_args(argv)
-    a.image = str(Path(a.image).resolve())
+    if Path(a.image).exists():
+        a.image = str(Path(a.image).resolve())
     trees = [worktree(r) for r in a.revs]
     out = build_image.work_dir() / "steps" / "out"
     out.mkdir(parents=True, exist_ok=True)
     runs: dict[str, list[Any]] = {sha: [] for sha, _ in trees}
     reports: dict[str, Path] = {}
+    scratch = out / "cwd"
+    scratch.mkdir(exist_ok=True)
+
+    def command(sha: str, path: Path, report: Path) -> tuple[list[str], dict[str, str], Path]:
+        env = dict(os.environ, PYTHONPATH=str(path))
+        env.pop("PYTHONDONTWRITEBYTECODE", None)  # as installed: bytecode compiled once
+        cmd = [sys.executable, "-m", "imgscan.cli", "scan", a.image, "--format", "json"]
+        cmd += [*a.extra, "-o", str(report), "-q"]
+        if not a.rescan:
+            return cmd, env, path
+        return [*cmd, "--cache", str(out / f"{sha[:12]}.cache")], env, scratch
+
+    if a.rescan:  # fill each revision's cache (its cache format and keys are its own)
+        for sha, path in trees:
+            (out / f"{sha[:12]}.cache").unlink(missing_ok=True)
+            cmd, env, cwd = command(sha, path, out / f"{sha[:12]}-prime.json")
+            subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, check=False)
     for rnd in range(a.repeat):
         order = trees if rnd % 2 == 0 else trees[::-1]
         for sha, path in order:
             report = out / f"{sha[:12]}-r{rnd}.json"
-            env = dict(os.environ, PYTHONPATH=str(path))
-            env.pop("PYTHONDONTWRITEBYTECODE", None)  # as installed: bytecode compiled once
-            cmd = [sys.executable, "-m", "imgscan.cli", "scan", a.image, "--format", "json"]
+            cmd, env, cwd = command(sha, path, report)
             r = measure(
-                [*cmd, "-o", str(report), "-q"],
+                cmd,
                 stdout=report.with_suffix(".out"),
                 stderr=report.with_suffix(".err"),
                 timeout=a.timeout,
                 env=env,
-                cwd=path,
+                cwd=cwd,
             )
             if r.rc not in (0, 1) or not report.exists():
                 err = report.with_suffix(".err").read_text()[-300:]
@@ -88,10 +112,11 @@ def main(argv: list[str] | None = None) -> int:
                 return 3
             runs[sha].append(r)
             reports[sha] = report
-            print(f"[steps] round {rnd + 1}: {sha[:12]} {r.wall:.2f} s", file=sys.stderr)
+            print(f"[steps] round {rnd + 1}: {sha[:12]} {r.wall:.3f} s", file=sys.stderr)
     base = findings_of(reports[trees[0][0]])
     rows = [
-        f"Image `{Path(a.image).name}`, {a.repeat} alternating rounds, medians "
+        f"Image `{Path(a.image).name}`{', cached rescans' if a.rescan else ''}, "
+        f"{a.repeat} alternating rounds, medians "
         "(peak memory: the highest of the rounds).",
         "",
         "| commit | subject | wall s | CPU s | peak MB (proc RSS / tree PSS) | wall × first "
@@ -111,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         pss = max(r.tree_pss_mb for r in runs[sha])
         same = findings_of(reports[sha]) == base
         rows.append(
-            f"| `{sha[:9]}` ({rev}) | {subject[:70]} | {wall:.2f} | {cpu:.2f} "
+            f"| `{sha[:9]}` ({rev}) | {subject[:70]} | {wall:.3f} | {cpu:.3f} "
             f"| {rss:.0f} / {pss:.0f} | {wall / first_wall:.2f} | {'yes' if same else 'NO'} |"
         )
     print("\n".join(rows))

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -225,3 +227,29 @@ def test_a_corrupt_blob_claiming_a_cached_layer_fails_as_without_the_cache(
     bare = _scan(str(bad))
     cached = _scan(str(bad), "--cache", cache)
     assert bare[0] == cached[0] == 3 and cached[2] == bare[2]
+
+
+def test_hashing_a_large_archive_keeps_rss_within_a_window(tmp_path: Path) -> None:
+    """The file is mapped a window at a time: RSS does not grow with the archive's size."""
+    big = tmp_path / "big.tar"
+    with open(big, "wb") as f:  # sparse: no disk used, but every page is read and hashed
+        f.truncate(768 * 1024 * 1024)
+    code = (
+        "import resource, sys; from imgscan.contenthash import local_identity; "
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
+        "ident = local_identity(sys.argv[1]); "
+        "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
+        "print(ident, (after - before) // 1024)"
+    )
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(big)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        check=True,
+        timeout=120,
+    )
+    ident, grew_mb = proc.stdout.split()
+    assert ident.startswith("local:blake3:")
+    assert int(grew_mb) < 100, f"RSS grew by {grew_mb} MB hashing a 768 MiB file"
