@@ -23,8 +23,7 @@ from click.testing import CliRunner
 
 from imgscan.cli import main
 from imgscan.errors import ConfigError, SourceError
-from imgscan.layers.walker import LayerWalker
-from imgscan.sources.base import Image, SourceOptions
+from imgscan.sources.base import SourceOptions
 from imgscan.sources.http import (
     ProxyError,
     Session,
@@ -35,7 +34,7 @@ from imgscan.sources.http import (
 )
 from imgscan.sources.registry import RegistrySource, list_tags
 from tests.conftest import require
-from tests.infra.images import build_image, push_test_image, random_bytes
+from tests.infra.images import build_image, push_test_image, random_bytes, read_files
 from tests.infra.registry import RegistryServer
 from tests.infra.registry_fixtures import ALICE, FAST_RETRY, client
 from tests.infra.tinyproxy import TinyProxy, tinyproxy_available
@@ -352,7 +351,7 @@ def test_an_unverified_registry_over_tls_prints_no_warning(
         f"{basic_registry.host}/{repo_name}:1.0", creds=ALICE, insecure=True, retry=FAST_RETRY
     )
     with src.open() as image:
-        assert _files(image) == {"/a.txt": b"a\n"}
+        assert read_files(image) == {"/a.txt": b"a\n"}
     out, err = capfd.readouterr()
     assert "Warning" not in err and "Unverified" not in err and "Warning" not in out
 
@@ -441,15 +440,6 @@ def auth_tinyproxy(
         yield proxy
 
 
-def _files(image: Image) -> dict[str, bytes]:
-    out: dict[str, bytes] = {}
-    for blob in image.blobs:
-        for entry in LayerWalker(blob):
-            if entry.reader is not None:
-                out[entry.event.path] = entry.reader.read()
-    return out
-
-
 LAYERS = [{"etc/app.conf": b"name = proxied\n"}, {"srv/blob.bin": random_bytes(300_000, 3)}]
 
 
@@ -482,7 +472,7 @@ def test_pull_from_a_plain_registry_through_the_proxy(
     monkeypatch.setenv("HTTP_PROXY", tinyproxy.url())
     with _source(plain_registry, repo_name).open() as image:
         assert image.info.digest == digest
-        files = _files(image)
+        files = read_files(image)
     assert files == {
         "/etc/app.conf": b"name = proxied\n",
         "/srv/blob.bin": LAYERS[1]["srv/blob.bin"],
@@ -507,7 +497,7 @@ def test_pull_from_a_tls_registry_through_a_connect_tunnel(
     monkeypatch.setenv("https_proxy", tinyproxy.url())
     with _source(basic_registry, repo_name).open() as image:
         assert image.info.digest == digest
-        assert _files(image)["/etc/app.conf"] == b"name = proxied\n"
+        assert read_files(image)["/etc/app.conf"] == b"name = proxied\n"
     seen = tinyproxy.seen()
     assert seen and all(s == ("CONNECT", f"{basic_registry.host}") for s in seen)
     # keep-alive inside the tunnel: far fewer tunnels than requests

@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 
 from imgscan.errors import AuthError, ConfigError, LayerError, SourceError
-from imgscan.layers.walker import LayerWalker
 from imgscan.sources.auth import Credentials
-from imgscan.sources.base import Image, SourceOptions
+from imgscan.sources.base import SourceOptions
 from imgscan.sources.registry import (
     RegistrySource,
     RetryPolicy,
@@ -26,23 +25,20 @@ from imgscan.sources.registry import (
     resolve_digest,
 )
 from tests.infra.faultproxy import FaultProxy
-from tests.infra.images import TestImage, build_image, push_index, push_test_image, random_bytes
+from tests.infra.images import (
+    TestImage,
+    build_image,
+    push_index,
+    push_test_image,
+    random_bytes,
+    read_files,
+)
 from tests.infra.registry import RegistryServer
 from tests.infra.registry_fixtures import ALICE, BOB, FAST_RETRY, client
 
 pytestmark = [pytest.mark.registry, pytest.mark.usefixtures("clean_registry_env")]
 
 SMALL = [{"etc/app.conf": b"name = demo\n"}, {"srv/data.txt": b"hello from layer 1\n"}]
-
-
-def read_files(image: Image) -> dict[str, bytes]:
-    """Walk every layer with the real walker (digests verified); path -> content."""
-    out: dict[str, bytes] = {}
-    for blob in image.blobs:
-        for entry in LayerWalker(blob):
-            if entry.reader is not None:
-                out[entry.event.path] = entry.reader.read()
-    return out
 
 
 def source(

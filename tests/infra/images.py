@@ -11,11 +11,23 @@ import tarfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from imgscan.layers.walker import LayerWalker
+from imgscan.sources.base import Image
 from imgscan.sources.common import MT_OCI_INDEX, MT_OCI_MANIFEST
 from imgscan.sources.push import MT_OCI_CONFIG, push_blob, push_manifest
 from imgscan.sources.registry import RegistryClient
 
 MT_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+
+
+def read_files(image: Image) -> dict[str, bytes]:
+    """Walk every layer with the real walker (digests verified); path -> content."""
+    out: dict[str, bytes] = {}
+    for blob in image.blobs:
+        for entry in LayerWalker(blob):
+            if entry.reader is not None:
+                out[entry.event.path] = entry.reader.read()
+    return out
 
 
 def sha256(data: bytes) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import signal
 import socket
 import subprocess
 import tempfile
@@ -20,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.infra.registry import _die_with_parent, free_port
+from tests.infra.registry import _die_with_parent, free_port, stop_process_group
 
 TINYPROXY_BIN = os.environ.get("IMGSCAN_TEST_TINYPROXY_BIN", "/usr/bin/tinyproxy")
 _REQUEST_RE = re.compile(r"Request \(file descriptor \d+\): (\S+) (\S+) HTTP/")
@@ -126,18 +125,8 @@ class TinyProxy:
             self._log_offset = 0
 
     def _kill(self) -> None:
-        proc = self._proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
+        if self._proc is not None:
+            stop_process_group(self._proc)
         self._proc = None
 
     def stop(self) -> None:
