@@ -629,20 +629,14 @@ def image_identity(info: ImageInfo) -> str:
     return json.dumps([info.config_digest, info.digest, layers])
 
 
-def _local_key(path: str, options: ScanOptions, reference: str) -> str:
-    """The whole-image key of an archive or layout on local disk: a hash of its bytes."""
+def _bytes_changed(path: str, identity: str) -> bool:
+    """Whether a local image's bytes changed while it was scanned (one more hash, ~1%).
+
+    A result goes under a local image's key only when they did not.
+    """
     from imgscan.contenthash import local_identity
 
-    return image_key(local_identity(path), options, reference)
-
-
-def _unchanged(path: str, key: str, options: ScanOptions, reference: str) -> bool:
-    """Whether ``path`` still holds the bytes ``key`` was made from (after a scan of it).
-
-    A result goes under a local image's key only when the bytes did not change while
-    they were scanned; the cost is one more hash, ~1% of a scan.
-    """
-    return _local_key(path, options, reference) == key
+    return local_identity(path) != identity
 
 
 def _local_layer(
@@ -777,13 +771,15 @@ def scan_opened(
     started = time.perf_counter()
     cache = _open_verdict_cache(options)
     local = image.local_path
+    local_ident: str | None = None  # a local image is named by its bytes, not its claims
     ikeys: list[str] = []
     if cache is not None:
-        ident = image_identity(image.info)
-        key = (
-            _local_key(local, options, reference) if local else image_key(ident, options, reference)
-        )
-        ikeys.append(key)
+        if local:
+            from imgscan.contenthash import local_identity
+
+            local_ident = local_identity(local)
+        ident = local_ident or image_identity(image.info)
+        ikeys.append(image_key(ident, options, reference))
         hit = _answered(cache, ikeys[0], reference, started)
         if hit is not None:
             return hit
@@ -823,7 +819,7 @@ def scan_opened(
         if pool is not None:
             pool.close()
     ordered = [results[b.index] for b in image.blobs]
-    if local and ikeys and not _unchanged(local, ikeys[0], options, reference):
+    if local and local_ident is not None and _bytes_changed(local, local_ident):
         ikeys.clear()
     return _finish(image, ordered, det, options, cache, ikeys, reference, started, len(todo))
 
@@ -879,9 +875,13 @@ def scan_streamed(
     """
     started = time.perf_counter()
     cache = _open_verdict_cache(options)
+    local_ident = ""
     ikeys: list[str] = []
     if cache is not None:
-        ikeys.append(_local_key(path, options, reference))
+        from imgscan.contenthash import local_identity
+
+        local_ident = local_identity(path)
+        ikeys.append(image_key(local_ident, options, reference))
         hit = _answered(cache, ikeys[0], reference, started)
         if hit is not None:
             return hit
@@ -942,7 +942,7 @@ def scan_streamed(
     finally:
         if pool is not None:
             pool.close()
-    if cache is not None and not _unchanged(path, ikeys[0], options, reference):
+    if cache is not None and _bytes_changed(path, local_ident):
         ikeys.clear()
     return _finish(image, ordered, det, options, cache, ikeys, reference, started, scanned)
 
