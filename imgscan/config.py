@@ -222,10 +222,12 @@ def config_from_mapping(data: Mapping[str, Any], source: str, base_dir: Path) ->
     return cfg
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def _read_toml(path: Path, raw: bytes | None = None) -> dict[str, Any]:
+    """The TOML document at ``path`` (its bytes ``raw``, when already read)."""
     import tomllib  # only when there is a config file to read
 
-    raw = read_bounded(path, _MAX_BYTES, str(path))
+    if raw is None:
+        raw = read_bounded(path, _MAX_BYTES, str(path))
     try:
         return tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
@@ -255,12 +257,13 @@ def find_config(directory: str | os.PathLike[str] = ".") -> Path | None:
         return own
     py = d / PYPROJECT
     # Any spelling of a [tool.imgscan] table names it; most pyproject files do not.
-    if py.is_file() and b"imgscan" in read_bounded(py, _MAX_BYTES, str(py)):
-        data = _read_toml(py)
-        tool = data.get("tool")
-        if isinstance(tool, Mapping) and "imgscan" in tool:
-            return py
-    return None
+    if not py.is_file():
+        return None
+    raw = read_bounded(py, _MAX_BYTES, str(py))
+    if b"imgscan" not in raw:  # any spelling of a [tool.imgscan] table names it
+        return None
+    tool = _read_toml(py, raw).get("tool")
+    return py if isinstance(tool, Mapping) and "imgscan" in tool else None
 
 
 def load_config(
