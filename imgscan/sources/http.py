@@ -201,11 +201,11 @@ def with_params(url: str, params: Sequence[tuple[str, str]]) -> str:
 
 
 def _env_bundle(environ: Mapping[str, str]) -> tuple[str, str] | None:
-    """(variable, path) of a CA bundle named the way requests read it, if one is set."""
+    """(``VAR=path`` for messages, path) of a CA bundle named the way requests read it."""
     for var in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
         value = environ.get(var, "").strip()
         if value:
-            return var, value
+            return f"{var}={value}", value
     return None
 
 
@@ -220,17 +220,13 @@ def _tls_context(verify: bool | str, environ: Mapping[str, str]) -> ssl.SSLConte
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
         return ctx
-    if isinstance(verify, str):
-        try:
-            return ssl.create_default_context(cafile=verify)
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(f"--ca-cert {verify}: not a usable CA bundle ({exc})") from None
-    bundle = _env_bundle(environ)
+    bundle = (f"--ca-cert {verify}", verify) if isinstance(verify, str) else _env_bundle(environ)
     if bundle is not None:
+        shown, cafile = bundle
         try:
-            return ssl.create_default_context(cafile=bundle[1])
+            return ssl.create_default_context(cafile=cafile)
         except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(f"{bundle[0]}={bundle[1]}: not a usable CA bundle ({exc})") from None
+            raise ConfigError(f"{shown}: not a usable CA bundle ({exc})") from None
     ctx = ssl.create_default_context()
     if not _system_store_present(ssl.get_default_verify_paths()):
         try:
