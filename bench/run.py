@@ -747,9 +747,7 @@ class Bench:
         if flag is None:
             return {"status": "not available (imgscan scan has no --cache-dir / --cache)"}
         cache = self.tmp / ("verdict-cache" if flag == "--cache-dir" else "verdict-cache.sqlite")
-        if cache.is_dir():
-            shutil.rmtree(cache)
-        cache.unlink(missing_ok=True)
+        _remove(cache)
         res: dict[str, Any] = {"flag": flag, "warm_runs": WARM_RUNS}
         # "layers": the same layers packed another way (each blob gzipped, outer tar plain):
         # a new image to the cache whose layers (by diff_id) are all known, as when a
@@ -780,7 +778,7 @@ class Bench:
         else:
             res["status"] = "failed"
         with contextlib.suppress(OSError):
-            shutil.rmtree(cache) if cache.is_dir() else cache.unlink(missing_ok=True)
+            _remove(cache)
         res["registry"] = self.registry_rescan(flag)
         return res
 
@@ -835,7 +833,7 @@ class Bench:
             return {"status": f"not available ({registry_available()})"}
         lg = build_image.build(1, "layers-gzip", build_image.DEFAULT_PACKAGES, 1337, False)
         cache = self.tmp / "verdict-cache-registry.sqlite"
-        cache.unlink(missing_ok=True)
+        _remove(cache)
         res: dict[str, Any] = {}
         with RegistryServer(mode="plain") as reg:
             ref = f"{reg.host}/bench/app:x1"
@@ -849,7 +847,7 @@ class Bench:
                 empty = functools.partial(_remove, cache) if phase == "cold" else None
                 res[phase] = self._timed_median(cmd, out, runs, before=empty)
             res["watch"] = self._watch_rescan(reg.host, lg["image"], open_path, push_image)
-        cache.unlink(missing_ok=True)
+        _remove(cache)
         if res["cold"]["status"] == res["warm"]["status"] == "ok" and res["cold"]["wall"]:
             res["ratio"] = round(res["warm"]["wall"] / res["cold"]["wall"], 3)
             res["status"] = "ok"
